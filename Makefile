@@ -1,0 +1,32 @@
+# Two commands for a new user: `make test` and `make demo`. Both set up .venv from nothing.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install test test-fast lint demo clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+test: $(STAMP) lint
+	$(PY) -m pytest -q
+
+# Everything but the slow real-data tests: for every edit.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+demo: $(STAMP)
+	$(VENV)/bin/raysys demo-data --out results/demo --size 64 --images 1200
+	$(VENV)/bin/raysys manifest --index-dir results/demo/index_files --out results/demo/manifest.parquet --split-by group
+
+clean:
+	rm -rf $(VENV) results/demo

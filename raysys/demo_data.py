@@ -1,0 +1,147 @@
+"""Embedded demo data: procedurally drawn, learnable face-like pictures in the production layout.
+
+    DIR/index_files/index_<name>.json   {"good": ["../images/<person>/<person>_NNNN.jpg", ...]}
+    DIR/images/<person>/<person>_NNNN.jpg
+
+Each name carries noisy tendencies (skin tone, hair colour and length, eye colour, head width,
+background); each "person" under a name draws one consistent look from those tendencies; each
+image jitters pose and light around that look. A small ViT can therefore learn names above
+chance, but not trivially, and a person-disjoint split is meaningful.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+FIRST_NAMES = (
+    "alex maria john anna david laura michael sara james elena robert julia daniel sofia "
+    "thomas emma peter olga mark nina paul lisa george irina kevin chloe brian hannah ivan "
+    "lucia omar yuki tariq amara diego fatima kenji zara hugo ingrid pablo mei lars noor "
+    "felix aisha bruno keiko"
+).split()
+
+
+def name_list(n: int) -> list[str]:
+    if n <= len(FIRST_NAMES):
+        return FIRST_NAMES[:n]
+    return FIRST_NAMES + [f"name{i:03d}" for i in range(len(FIRST_NAMES), n)]
+
+
+def power_law_counts(n_names: int, total: int, alpha: float = 0.8, minimum: int = 8) -> list[int]:
+    """Counts that fall off like rank^-alpha (production: alex 5,960 ... ~200), summing to total."""
+    if total < n_names * minimum:
+        raise ValueError(f"--images {total} is too few for {n_names} names "
+                         f"(need {n_names * minimum})")
+    shares = 1.0 / np.arange(1, n_names + 1) ** alpha
+    spare = total - n_names * minimum
+    counts = minimum + np.floor(spare * shares / shares.sum()).astype(int)
+    counts[0] += total - counts.sum()  # rounding leftovers go to the largest name
+    return counts.tolist()
+
+
+@dataclass(frozen=True)
+class Look:
+    """One person's consistent appearance, RGB colours as 0..255 floats."""
+
+    skin: np.ndarray
+    hair: np.ndarray
+    eyes: np.ndarray
+    background: np.ndarray
+    head_width: float  # fraction of image width
+    hair_length: float  # 0 = short cap, 1 = down to the chin
+    glasses: bool
+
+
+def _name_tendency(rng: np.random.Generator) -> dict:
+    return {
+        # Skin along a dark-brown .. light-beige line, so faces look like faces.
+        "skin": np.array([70, 45, 30]) + rng.uniform(0, 1) * np.array([175, 170, 160]),
+        "hair": rng.uniform(10, 230, 3),
+        "eyes": rng.uniform(20, 200, 3),
+        "background": rng.uniform(0, 255, 3),
+        "head_width": rng.uniform(0.42, 0.62),
+        "hair_length": rng.uniform(0.0, 1.0),
+        "glasses": rng.uniform(0.0, 0.8),
+    }
+
+
+def _person_look(tendency: dict, rng: np.random.Generator) -> Look:
+    # Noise is large enough that names overlap: the signal is a tendency, not a label.
+    def jitter(colour, spread):
+        return np.clip(colour + rng.normal(0, spread, 3), 0, 255)
+
+    return Look(
+        skin=jitter(tendency["skin"], 12),
+        hair=jitter(tendency["hair"], 35),
+        eyes=jitter(tendency["eyes"], 35),
+        background=jitter(tendency["background"], 45),
+        head_width=float(np.clip(tendency["head_width"] + rng.normal(0, 0.04), 0.35, 0.7)),
+        hair_length=float(np.clip(tendency["hair_length"] + rng.normal(0, 0.2), 0, 1)),
+        glasses=bool(rng.uniform() < tendency["glasses"]),
+    )
+
+
+def draw_face(look: Look, size: int, rng: np.random.Generator) -> Image.Image:
+    """One picture of a person: pose, scale and light vary per image."""
+    light = rng.uniform(0.8, 1.2)
+
+    def colour(c):
+        return tuple(int(v) for v in np.clip(c * light + rng.normal(0, 6, 3), 0, 255))
+
+    img = Image.new("RGB", (size, size), colour(look.background))
+    d = ImageDraw.Draw(img)
+    cx = size * (0.5 + rng.normal(0, 0.03))
+    cy = size * (0.52 + rng.normal(0, 0.03))
+    scale = rng.uniform(0.9, 1.1)
+    hw = size * look.head_width * scale / 2
+    hh = hw * 1.3
+    hair_bottom = cy - hh * 0.3 + look.hair_length * hh * 1.2
+    d.ellipse([cx - hw * 1.12, cy - hh * 1.15, cx + hw * 1.12, hair_bottom], fill=colour(look.hair))
+    d.ellipse([cx - hw, cy - hh, cx + hw, cy + hh], fill=colour(look.skin))
+    d.chord([cx - hw, cy - hh * 1.08, cx + hw, cy - hh * 0.1], 180, 360, fill=colour(look.hair))
+    eye_y, eye_dx, eye_r = cy - hh * 0.1, hw * 0.42, max(1.0, hw * 0.12)
+    for ex in (cx - eye_dx, cx + eye_dx):
+        d.ellipse([ex - eye_r * 1.6, eye_y - eye_r, ex + eye_r * 1.6, eye_y + eye_r], fill="white")
+        d.ellipse([ex - eye_r, eye_y - eye_r, ex + eye_r, eye_y + eye_r], fill=colour(look.eyes))
+        if look.glasses:
+            r = eye_r * 2.2
+            d.ellipse([ex - r, eye_y - r, ex + r, eye_y + r], outline=(20, 20, 20),
+                      width=max(1, size // 96))
+    mouth_y = cy + hh * 0.5
+    d.line([cx - hw * 0.35, mouth_y, cx + hw * 0.35, mouth_y], fill=(120, 40, 40),
+           width=max(1, size // 64))
+    return img
+
+
+def generate(out: Path, names: int = 12, size: int = 512, images: int = 1200, seed: int = 0,
+             people_per_name: int = 5) -> Path:
+    """Write the demo set under `out`; returns the index_files folder. Same seed, same bytes."""
+    rng = np.random.default_rng(seed)
+    index_dir = out / "index_files"
+    index_dir.mkdir(parents=True, exist_ok=True)
+    for name, count in zip(name_list(names), power_law_counts(names, images), strict=True):
+        tendency = _name_tendency(rng)
+        looks = [_person_look(tendency, rng) for _ in range(people_per_name)]
+        # Uneven people per name, as in real data where one person can own most of a name.
+        owner = rng.choice(people_per_name, size=count, p=_dirichlet_shares(rng, people_per_name))
+        paths = []
+        for i, p in enumerate(owner):
+            person = f"{name}_person{p:02d}"
+            rel = f"../images/{person}/{person}_{i:04d}.jpg"
+            (index_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+            buf = io.BytesIO()
+            draw_face(looks[p], size, rng).save(buf, format="JPEG", quality=90)
+            (index_dir / rel).write_bytes(buf.getvalue())
+            paths.append(rel)
+        (index_dir / f"index_{name}.json").write_text(json.dumps({"good": paths, "bad": []}))
+    return index_dir
+
+
+def _dirichlet_shares(rng: np.random.Generator, k: int) -> np.ndarray:
+    return rng.dirichlet(np.full(k, 2.0))

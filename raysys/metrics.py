@@ -1,0 +1,87 @@
+"""Validation metrics: accuracy, balance (balanced accuracy, macro-F1, prediction CV), chance
+baselines, post-hoc logit adjustment, and the per-name table."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import balanced_accuracy_score, f1_score, precision_recall_fscore_support
+
+POST_HOC_TAUS = (0.0, 0.5, 1.0)
+
+
+def cv(counts: np.ndarray) -> float:
+    """std/mean over classes: 0 when every class is predicted equally often."""
+    counts = np.asarray(counts, dtype=np.float64)
+    return float(counts.std() / counts.mean()) if counts.mean() > 0 else float("nan")
+
+
+@torch.no_grad()
+def predictions(logits: torch.Tensor, log_prior: torch.Tensor) -> dict[str, torch.Tensor]:
+    """What each worker keeps per val image: top-5 classes, and the argmax after subtracting
+    tau*log(prior) for each post-hoc tau (Menon et al. 2021)."""
+    logits = logits.float()
+    k = min(5, logits.shape[1])
+    out = {"top5": logits.topk(k, dim=1).indices}
+    for tau in POST_HOC_TAUS:
+        out[f"pred_tau{tau}"] = (logits - tau * log_prior).argmax(dim=1)
+    return out
+
+
+def chance_baselines(train_counts: np.ndarray, val_labels: np.ndarray) -> dict[str, float]:
+    k = len(train_counts)
+    p = train_counts / train_counts.sum()
+    q = np.bincount(val_labels, minlength=k) / max(len(val_labels), 1)
+    return {
+        "chance/majority": float(q[int(np.argmax(p))]),  # always the largest train class
+        "chance/prior_match": float(np.dot(p, q)),  # guess at the train prior (= sum p^2)
+        "chance/uniform": 1.0 / k,
+    }
+
+
+def val_metrics(labels: np.ndarray, top5: np.ndarray, preds_by_tau: dict[str, np.ndarray],
+                train_counts: np.ndarray) -> dict[str, float]:
+    # A class predicted but absent from val is normal on small val sets: no warning per epoch.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return _val_metrics(labels, top5, preds_by_tau, train_counts)
+
+
+def _val_metrics(labels, top5, preds_by_tau, train_counts) -> dict[str, float]:
+    k = len(train_counts)
+    preds = preds_by_tau["pred_tau0.0"]
+    m = {
+        "val/top1": float((top5[:, 0] == labels).mean()),
+        "val/top5": float((top5 == labels[:, None]).any(axis=1).mean()),
+        "val/balanced_acc": float(balanced_accuracy_score(labels, preds)),
+        "val/macro_f1": float(f1_score(labels, preds, labels=range(k), average="macro",
+                                       zero_division=0)),
+        "val/pred_cv": cv(np.bincount(preds, minlength=k)),
+        "val/true_cv": cv(np.bincount(labels, minlength=k)),
+    }
+    for tau in POST_HOC_TAUS[1:]:
+        p = preds_by_tau[f"pred_tau{tau}"]
+        m[f"posthoc_tau{tau}/top1"] = float((p == labels).mean())
+        m[f"posthoc_tau{tau}/balanced_acc"] = float(balanced_accuracy_score(labels, p))
+        m[f"posthoc_tau{tau}/pred_cv"] = cv(np.bincount(p, minlength=k))
+    return m | chance_baselines(train_counts, labels)
+
+
+def per_class_table(labels: np.ndarray, preds: np.ndarray, names: list[str],
+                    train_counts: np.ndarray) -> pd.DataFrame:
+    """results.csv: one row per name."""
+    k = len(names)
+    p, r, f, s = precision_recall_fscore_support(labels, preds, labels=range(k), zero_division=0)
+    return pd.DataFrame({"name": names, "precision": p, "recall": r, "f1": f, "support": s,
+                         "train_count": train_counts.astype(int),
+                         "predicted": np.bincount(preds, minlength=k)})
+
+
+def accuracy_spread(table: pd.DataFrame) -> dict[str, float]:
+    """Per-class accuracy (= recall) over classes present in val: min, quartiles, max."""
+    recall = table.loc[table["support"] > 0, "recall"].to_numpy()
+    q = np.quantile(recall, [0, 0.25, 0.5, 0.75, 1]) if len(recall) else [np.nan] * 5
+    return dict(zip(("min", "q25", "median", "q75", "max"), map(float, q), strict=True))

@@ -1,0 +1,147 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from raysys.cli import main as cli
+from raysys.manifest import (
+    ManifestError,
+    ManifestOptions,
+    build_manifest,
+    class_weights,
+    read_manifest,
+    stable_fraction,
+    train_counts,
+)
+
+
+def _jpeg(path, colour=(200, 100, 50)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (16, 16), colour).save(path, format="JPEG")
+
+
+@pytest.fixture
+def messy_index(tmp_path):
+    """One example of every kind of bad input, beside good images."""
+    img, idx = tmp_path / "images", tmp_path / "index_files"
+    idx.mkdir()
+    for i in range(6):
+        _jpeg(img / "ann_p1" / f"{i}.jpg")
+        _jpeg(img / "bob_p1" / f"{i}.jpg")
+    (img / "empty.jpg").write_bytes(b"")
+    (img / "text.jpg").write_text("this is not an image")
+    (img / "cut.jpg").write_bytes((img / "ann_p1" / "0.jpg").read_bytes()[:12])
+    _jpeg(img / "shared.jpg")
+    ann = [f"../images/ann_p1/{i}.jpg" for i in range(6)]
+    bob = [str(img / "bob_p1" / f"{i}.jpg") for i in range(6)]  # absolute paths
+    ann += ["../images/missing.jpg", "../images/empty.jpg", "../images/text.jpg",
+            "../images/cut.jpg", "../images/shared.jpg", "../images/ann_p1/0.jpg"]
+    bob += ["../images/shared.jpg"]
+    (idx / "index_ann.json").write_text(json.dumps({"good": ann}))
+    (idx / "index_bob.json").write_text(json.dumps({"good": bob, "bad": []}))
+    (idx / "index_cat.json").write_text("{not json")
+    (idx / "index_dan.json").write_text("")
+    (idx / "index_eve.json").write_text(json.dumps({"bad": ["x.jpg"]}))
+    return idx
+
+
+def test_every_bad_input_kind_is_counted_and_left_out(messy_index):
+    df, report = build_manifest(messy_index, ManifestOptions())
+    bad = report["bad_inputs"]
+    expected = {"missing": 1, "empty": 1, "not_image": 1, "truncated": 1, "conflict": 2,
+                "duplicate": 1, "malformed_json": 1, "empty_json": 1, "no_good_key": 1}
+    assert {k: v["count"] for k, v in bad.items()} == expected
+    assert any("missing.jpg" in e for e in bad["missing"]["examples"])
+    assert any("index_cat.json" in e for e in bad["malformed_json"]["examples"])
+    assert len(df) == 12 and sorted(df["name"].unique()) == ["ann", "bob"]
+    assert not df["path"].str.contains("shared|cut|text|empty").any()
+    assert df["path"].map(os.path.isabs).all()
+    assert (df["width"] == 16).all() and (df["bytes"] > 0).all()
+
+
+def test_nothing_usable_fails_naming_the_folder(tmp_path, capsys):
+    idx = tmp_path / "idx"
+    idx.mkdir()
+    assert cli(["manifest", "--index-dir", str(idx), "--out", str(tmp_path / "m.parquet")]) == 2
+    assert str(idx) in capsys.readouterr().err
+    (idx / "index_x.json").write_text(json.dumps({"good": ["nope.jpg"]}))
+    with pytest.raises(ManifestError, match="no usable images"):
+        build_manifest(idx, ManifestOptions())
+
+
+def test_path_map_rewrites_prefixes(tmp_path):
+    _jpeg(tmp_path / "real" / "a" / "1.jpg")
+    idx = tmp_path / "idx"
+    idx.mkdir()
+    (idx / "index_a.json").write_text(json.dumps({"good": ["/mnt/old/a/1.jpg"]}))
+    opts = ManifestOptions(path_map=[("/mnt/old", str(tmp_path / "real"))])
+    df, _ = build_manifest(idx, opts)
+    assert df["path"].tolist() == [str(tmp_path / "real" / "a" / "1.jpg")]
+
+
+def test_labels_by_count_then_name_and_top_k(demo_index):
+    df, _ = build_manifest(demo_index, ManifestOptions())
+    sizes = df.groupby("label")["name"].agg(["first", "size"])
+    keys = [(-s, n) for n, s in zip(sizes["first"], sizes["size"], strict=True)]
+    assert keys == sorted(keys)
+    top, _ = build_manifest(demo_index, ManifestOptions(top_k=3))
+    assert sorted(top["label"].unique()) == [0, 1, 2]
+    assert set(top["name"]) == set(sizes["first"][:3])
+
+
+def test_group_split_is_identity_disjoint(demo_index):
+    df, _ = build_manifest(demo_index, ManifestOptions(split_by="group"))
+    sides = df.groupby("group")["split"].nunique()
+    assert (sides == 1).all()
+    assert set(df["split"]) == {"train", "val"}
+
+
+def test_stable_fraction_is_a_fixed_digest():
+    # Fixed values: any change of digest would silently reshuffle every existing split.
+    assert stable_fraction("a/b.jpg") == stable_fraction("a/b.jpg")
+    assert 0 <= stable_fraction("x") < 1
+    fractions = np.array([stable_fraction(f"img{i}.jpg") for i in range(5000)])
+    assert abs((fractions < 0.2).mean() - 0.2) < 0.02
+
+
+def test_class_weights_schemes():
+    n = np.array([100.0, 10.0, 1.0])
+    for scheme in ("inverse", "sqrt", "effective", "none"):
+        w = class_weights(n, scheme)
+        assert w.mean() == pytest.approx(1.0)
+    inv = class_weights(n, "inverse")
+    assert inv[2] / inv[0] == pytest.approx(100.0)
+    sq = class_weights(n, "sqrt")
+    assert sq[2] / sq[0] == pytest.approx(10.0)
+    eff = class_weights(n, "effective")
+    assert eff[2] / eff[0] == pytest.approx((1 - 0.999**100) / (1 - 0.999))
+    with pytest.raises(ValueError, match="choose one of"):
+        class_weights(n, "bogus")
+    df = pd.DataFrame({"label": [0, 0, 1, 1], "split": ["train", "train", "train", "val"]})
+    assert train_counts(df, 3).tolist() == [2.0, 1.0, 0.0]
+
+
+def _manifest_in_subprocess(index_dir, out, hashseed, *extra):
+    env = dict(os.environ, PYTHONHASHSEED=str(hashseed))
+    subprocess.run([sys.executable, "-m", "raysys.cli", "manifest", "--index-dir",
+                    str(index_dir), "--out", str(out), *extra], check=True, env=env,
+                   capture_output=True)
+    return read_manifest(out)
+
+
+def test_lfw_manifest(lfw_index, tmp_path):
+    a = _manifest_in_subprocess(lfw_index, tmp_path / "a" / "m.parquet", 1)
+    b = _manifest_in_subprocess(lfw_index, tmp_path / "b" / "m.parquet", 2)
+    assert len(a) == 6616 and a["label"].nunique() == 122
+    pd.testing.assert_frame_equal(a, b)
+    g = _manifest_in_subprocess(lfw_index, tmp_path / "g" / "m.parquet", 3,
+                                "--split-by", "group", "--group-by", "parent")
+    assert (g.groupby("group")["split"].nunique() == 1).all()
+    assert g["group"].nunique() == 1851
+    report = json.loads((tmp_path / "g" / "data_report.json").read_text())
+    assert report["images"] == 6616 and report["bad_inputs"] == {}
