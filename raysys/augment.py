@@ -8,6 +8,8 @@ explicitly and matches torchvision's functional op on one image (tests/test_augm
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 from raysys.config import AugmentConfig
@@ -45,16 +47,24 @@ def adjust_saturation(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
 JITTER_OPS = (adjust_brightness, adjust_contrast, adjust_saturation)
 
 
+PERMUTATIONS = torch.tensor(list(itertools.permutations(range(3))))
+
+
 def color_jitter(x: torch.Tensor, factors: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     """factors (B, 3): brightness, contrast, saturation; order (B, 3): a permutation per sample,
-    as torchvision's ColorJitter applies its ops in a random order."""
-    for step in range(3):
-        op_id = _per_sample(order[:, step])
-        out = x
-        for k, op in enumerate(JITTER_OPS):
-            out = torch.where(op_id == k, op(x, factors[:, k]), out)
-        x = out
-    return x
+    as torchvision's ColorJitter applies its ops in a random order. Samples are grouped by
+    their order (6 groups), so each op runs once per sample, not once per op and position."""
+    perm_id = (order.unsqueeze(1) == PERMUTATIONS.to(order.device)).all(dim=2).int().argmax(1)
+    out = torch.empty_like(x)
+    for p, perm in enumerate(PERMUTATIONS.tolist()):
+        idx = (perm_id == p).nonzero().squeeze(1)
+        if len(idx) == 0:
+            continue
+        sub, f = x[idx], factors[idx]
+        for k in perm:
+            sub = JITTER_OPS[k](sub, f[:, k])
+        out[idx] = sub
+    return out
 
 
 def random_grayscale(x: torch.Tensor, apply: torch.Tensor) -> torch.Tensor:

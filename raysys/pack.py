@@ -21,8 +21,9 @@ from raysys.manifest import SCHEMA, read_manifest
 PACKED_SCHEMA = SCHEMA.append(pa.field("image", pa.binary()))
 
 
-def reencode(path: str, size: int, quality: int = 95) -> bytes | None:
-    """JPEG bytes with the shorter side at most `size`; None when the image cannot be decoded."""
+def reencode(path: str, size: int, quality: int = 95) -> tuple[bytes, int, int] | None:
+    """(JPEG bytes, width, height) with the shorter side at most `size`; None when the image
+    cannot be decoded."""
     try:
         with Image.open(path) as im:
             im.draft("RGB", (size, size))
@@ -33,12 +34,12 @@ def reencode(path: str, size: int, quality: int = 95) -> bytes | None:
                                Image.BICUBIC)
             buf = io.BytesIO()
             im.save(buf, format="JPEG", quality=quality)
-            return buf.getvalue()
+            return buf.getvalue(), im.width, im.height
     except Exception:
         return None
 
 
-def _reencode_chunk(args: tuple[list[str], int]) -> list[bytes | None]:
+def _reencode_chunk(args: tuple[list[str], int]) -> list[tuple[bytes, int, int] | None]:
     paths, size = args
     return [reencode(p, size) for p in paths]
 
@@ -63,11 +64,13 @@ def pack(manifest: Path, out: Path, size: int = 256, shard_mb: int = 128,
     rows = df.to_dict("records")
     with ProcessPoolExecutor(workers or os.cpu_count()) as pool:
         for c, encoded in enumerate(pool.map(_reencode_chunk, chunks)):
-            for k, data in enumerate(encoded):
-                if data is None:
+            for k, done in enumerate(encoded):
+                if done is None:
                     dropped += 1
                     continue
-                row = dict(rows[c * chunk + k], image=data, bytes=len(data))
+                data, width, height = done
+                row = dict(rows[c * chunk + k], image=data, bytes=len(data), width=width,
+                           height=height)
                 pending.append(row)
                 pending_bytes += len(data)
                 if pending_bytes >= shard_mb * 2**20:

@@ -10,6 +10,7 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,9 +112,35 @@ class Trainee:
     step: int = 0
 
 
+def make_trainee(cfg: Config, counts: np.ndarray, device: torch.device,
+                 wrap: Callable[[torch.nn.Module], torch.nn.Module], steps_per_epoch: int,
+                 rank: int = 0) -> Trainee:
+    """Model, loss, optimiser and schedule from the config. `wrap` is prepare_model under Ray
+    Train (to device, DDP when world > 1); the benchmarks pass a bare loop's identity."""
+    raw = build_model(cfg.model, len(counts), cfg.data.img_size).to(device)
+    model = wrap(raw)
+    if cfg.optim.compile:
+        model = torch.compile(model)
+    # lr scales with the global batch: 1e-3 x 2048/256 = 8e-3 for 8 workers x 256.
+    optimizer = build_optimizer(raw, cfg.optim.resolved_lr(cfg.data.batch_size),
+                                cfg.optim.weight_decay)
+    amp = autocast_dtype(cfg.optim.precision, device)
+    return Trainee(
+        model=model, raw=raw, optimizer=optimizer,
+        scheduler=build_scheduler(optimizer, cfg, steps_per_epoch),
+        scaler=torch.amp.GradScaler(device.type, enabled=amp == torch.float16),
+        ema=ModelEmaV3(raw, decay=cfg.optim.ema_decay) if cfg.optim.ema_decay else None,
+        criterion=ClassWeightedCE(cfg.loss, counts).to(device),
+        mixup=build_mixup(cfg.augment, cfg.loss, len(counts)),
+        augment=BatchAugment(cfg.augment, cfg.data.mean, cfg.data.std, device,
+                             seed=cfg.run.seed * 1000 + rank),
+        amp=amp, grad_clip=cfg.optim.grad_clip)
+
+
 # --- one epoch of training and one of evaluation ----------------------------------------------
 
-def train_one_epoch(t: Trainee, stream: BatchStream, device: torch.device) -> dict:
+def train_one_epoch(t: Trainee, stream: Iterable, device: torch.device) -> dict:
+    """One pass over (uint8 images, labels) batches; stops at the first non-finite loss."""
     t.model.train()
     loss_sum = correct = seen = 0.0
     diverged = False
@@ -180,26 +207,13 @@ def train_loop_per_worker(loop_config: dict) -> None:
     seed_everything(cfg.run.seed + rank)
 
     # --- model, loss, optimiser, schedule
-    raw = build_model(cfg.model, len(names), cfg.data.img_size)
-    model = ray.train.torch.prepare_model(raw)  # to device; DDP when world > 1
-    if cfg.optim.compile:
-        model = torch.compile(model)
     global_batch = cfg.data.batch_size
-    lr = cfg.optim.resolved_lr(global_batch)  # 1e-3 x global_batch / 256 by default
     steps_per_epoch = max(1, math.ceil(counts.sum() / global_batch))
-    optimizer = build_optimizer(raw, lr, cfg.optim.weight_decay)
-    amp = autocast_dtype(cfg.optim.precision, device)
-    t = Trainee(
-        model=model, raw=raw, optimizer=optimizer,
-        scheduler=build_scheduler(optimizer, cfg, steps_per_epoch),
-        scaler=torch.amp.GradScaler(device.type, enabled=amp == torch.float16),
-        ema=ModelEmaV3(raw, decay=cfg.optim.ema_decay) if cfg.optim.ema_decay else None,
-        criterion=ClassWeightedCE(cfg.loss, counts).to(device),
-        mixup=build_mixup(cfg.augment, cfg.loss, len(names)),
-        augment=BatchAugment(cfg.augment, cfg.data.mean, cfg.data.std, device,
-                             seed=cfg.run.seed * 1000 + rank),
-        amp=amp, grad_clip=cfg.optim.grad_clip)
-    log_prior = torch.log(torch.tensor(np.maximum(counts, 1) / counts.sum(), device=device))
+    t = make_trainee(cfg, counts, device, wrap=ray.train.torch.prepare_model,
+                     steps_per_epoch=steps_per_epoch, rank=rank)
+    raw, optimizer, amp = t.raw, t.optimizer, t.amp
+    log_prior = torch.log(torch.tensor(np.maximum(counts, 1) / counts.sum(), device=device,
+                                       dtype=torch.float32))
 
     # --- resume: the latest checkpoint of this run (after a failure, or a re-run of the same out)
     start_epoch, best, history = 1, -1.0, []
@@ -333,11 +347,14 @@ def ensure_manifest(index_dir: Path, out_dir: Path, split_by: str = "image") -> 
 
 
 def init_ray() -> None:
-    """Join RAY_ADDRESS's cluster when set, else start (or reuse) a local instance."""
+    """Join RAY_ADDRESS's cluster when set, else start a local Ray with at least 4 logical CPUs:
+    on a 2-core machine a worker, the preprocessing actors and the Parquet listing (which wants
+    a whole free CPU) need more than 2."""
     if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS") or None)
-    # Rank 0 prints one line per epoch; Ray Data's per-operator bars would bury it.
-    ray.data.DataContext.get_current().enable_progress_bars = False
+        if os.environ.get("RAY_ADDRESS"):
+            ray.init()
+        else:
+            ray.init(num_cpus=max(4, os.cpu_count() or 1))
 
 
 def build_trainer(cfg: Config, run_dir: Path, callbacks: list | None = None,
@@ -345,6 +362,9 @@ def build_trainer(cfg: Config, run_dir: Path, callbacks: list | None = None,
                   ) -> ray.train.torch.TorchTrainer:
     """The TorchTrainer for one run; tune.py builds the same one inside each trial."""
     info = class_info(cfg.data.manifest, cfg.data.top_k)
+    # Rank 0 prints one line per epoch; Ray Data's per-operator bars would bury it. Set here,
+    # in whichever process builds the datasets (the CLI driver or a Tune trial).
+    ray.data.DataContext.get_current().enable_progress_bars = False
     resources = {"CPU": cfg.run.cpus_per_worker} | ({"GPU": 1} if cfg.run.gpus else {})
     return ray.train.torch.TorchTrainer(
         train_loop_per_worker,

@@ -66,10 +66,16 @@ def test_preprocess_modes_and_color_modes(tmp_path):
         p = tmp_path / f"{mode}.png" if mode in ("P", "RGBA", "LA") else tmp_path / f"{mode}.jpg"
         Image.new(mode, (80, 60)).save(p)
         paths.append(str(p))
-    batch = {"path": np.array(paths), "label": np.arange(5)}
-    for train in (True, False):
-        out = Preprocess(train=train, img_size=32)(batch)
-        assert out["image"].shape == (5, 3, 32, 32) and out["valid"].all()
+    Image.new("RGB", (80, 60), (200, 30, 10)).save(tmp_path / "red.jpg")
+    paths.append(str(tmp_path / "red.jpg"))
+    sized = {"width": np.full(6, 80), "height": np.full(6, 60)}  # JPEGs take the OpenCV path
+    for extra in ({}, sized):
+        batch = {"path": np.array(paths), "label": np.arange(6), **extra}
+        for train in (True, False):
+            out = Preprocess(train=train, img_size=32)(batch)
+            assert out["image"].shape == (6, 3, 32, 32) and out["valid"].all()
+            red = out["image"][5].reshape(3, -1).mean(axis=1)
+            assert red[0] > 150 and red[1] < 80 and red[2] < 60  # RGB order, not BGR
 
 
 def test_pack_round_trip(ray_local, demo_manifest, tmp_path):
