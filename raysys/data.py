@@ -192,6 +192,7 @@ class BatchStream:
         self.bad_images = 0
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        self.bad_images = 0  # per pass: each epoch reports its own drops
         for batch in self.shard.iter_torch_batches(
             batch_size=self.batch_size, prefetch_batches=self.prefetch, device=self.device,
             local_shuffle_buffer_size=self.shuffle_buffer,

@@ -304,9 +304,14 @@ def start_wandb(cfg: Config, loop_config: dict, rank: int):
     import wandb
 
     has_key = bool(os.environ.get("WANDB_API_KEY")) or _netrc_has_wandb()
-    return wandb.init(project=cfg.run.wandb_project, name=loop_config["run_name"],
-                      dir=loop_config["run_dir"], config=cfg.to_dict(),
-                      mode=os.environ.get("WANDB_MODE") or ("online" if has_key else "offline"))
+    try:
+        return wandb.init(project=cfg.run.wandb_project, name=loop_config["run_name"],
+                          dir=loop_config["run_dir"], config=cfg.to_dict(),
+                          mode=os.environ.get("WANDB_MODE") or ("online" if has_key else
+                                                                "offline"))
+    except Exception as e:  # logging must never cost a training run
+        print(f"W&B disabled for this run: {e}", flush=True)
+        return NoWandb()
 
 
 def _netrc_has_wandb() -> bool:

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from raysys.cli import main as cli
 from raysys.config import load_config
 from raysys.train import fit
 
@@ -51,11 +52,14 @@ def test_stopped_run_resumes_at_next_epoch(ray_local, demo_manifest, tmp_path):
     out = tmp_path / "run"
     first = fit(micro(demo_manifest, out, "optim.epochs=4", "run.stop_after=2"))
     assert [h["epoch"] for h in first["history"]] == [1, 2]
-    second = fit(micro(demo_manifest, out, "optim.epochs=4"))
-    assert [h["epoch"] for h in second["history"]] == [1, 2, 3, 4]
+    # Started again through the CLI with the same --out.
+    assert cli(["train", "--manifest", str(demo_manifest), "--preset", "micro", "--epochs", "4",
+                "--out", str(out)]) == 0
+    history = json.loads((out / "training_log.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
     # Epochs 1-2 come from the checkpoint, not from training again.
-    assert second["history"][:2] == first["history"]
-    assert second["history"][3]["train/lr"] < second["history"][2]["train/lr"]
+    assert history[:2] == first["history"]
+    assert history[3]["train/lr"] < history[2]["train/lr"]
 
 
 def test_huge_lr_ends_as_diverged(ray_local, demo_manifest, tmp_path):
