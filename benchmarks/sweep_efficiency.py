@@ -3,7 +3,7 @@ configs, the same seeds; the grid runs every config to max_t (ASHA with grace = 
 stops a trial). Reports whether both pick the same winner and the share of the grid's epochs
 that ASHA spent (target <= 50%).
 
-    python benchmarks/sweep_efficiency.py [--epochs 6]
+    python benchmarks/sweep_efficiency.py [--epochs 6] [--reduction-factor 3]
 """
 
 from __future__ import annotations
@@ -25,11 +25,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--metric", default="val/top1")
+    p.add_argument("--reduction-factor", type=float, default=3)
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="sweep_eff_"))
     manifest = ensure_manifest(generate(tmp / "demo", size=64, images=1200), tmp / "demo",
                                "group")
-    space, points = grid(optim__lr=[4e-3, 1e-3, 2e-4, 4e-5])
+    # Six learning rates in a neutral order (not best-first): ASHA sees them one at a time.
+    space, points = grid(optim__lr=[1e-3, 3e-5, 4e-3, 1e-4, 2e-3, 3e-4])
     spec = SweepSpec("lr_grid", "ASHA vs grid", space, points)
     base = load_config("micro", sets=[f"data.manifest={manifest}",
                                       f"optim.epochs={args.epochs}"])
@@ -38,7 +40,7 @@ def main() -> None:
     for label, grace in (("full grid", args.epochs), ("ASHA", 1)):
         t = time.time()
         run_sweep(spec, base, tmp / label.replace(" ", "_"), grace_period=grace,
-                  reduction_factor=2, metric=args.metric)
+                  reduction_factor=args.reduction_factor, metric=args.metric)
         trials = pd.read_csv(tmp / label.replace(" ", "_") / "trials.csv")
         winner = trials.loc[trials[args.metric].idxmax()]
         results[label] = {"epochs": int(trials["epochs"].sum()), "minutes": (time.time() - t) / 60,
