@@ -56,6 +56,11 @@ def trial_rows(result_grid, out_dir: Path, max_t: int, metric: str) -> list[dict
     return rows
 
 
+def params_label(row: dict) -> str:
+    """'loss.label_smoothing=0.1, ...' from a trials.csv row's param: columns."""
+    return ", ".join(f"{k[6:]}={v}" for k, v in row.items() if k.startswith("param:"))
+
+
 def criteria_table(df: pd.DataFrame, metric: str) -> list[str]:
     """The seed's targets, each against the trials it applies to, with chance beside it."""
     ok = df[df["status"] != "error"].dropna(subset=["best_val_top1"])
@@ -91,8 +96,7 @@ def plot_curves(rows: list[dict], out_dir: Path, metric: str) -> Path:
             continue
         h = json.loads(log.read_text())
         epochs, values = [e["epoch"] for e in h], [e[metric] for e in h]
-        params = ", ".join(f"{k[6:]}={v}" for k, v in r.items() if k.startswith("param:"))
-        (line,) = ax.plot(epochs, values, marker=".", label=f"{r['trial_id']} {params}")
+        (line,) = ax.plot(epochs, values, marker=".", label=f"{r['trial_id']} {params_label(r)}")
         if r["status"] != "completed":
             ax.plot(epochs[-1], values[-1], marker="x", markersize=12, color=line.get_color())
             ax.annotate(r["status"].split()[0], (epochs[-1], values[-1]), fontsize=8,
@@ -128,9 +132,8 @@ def write_report(spec, result_grid, out_dir: Path, *, metric: str, max_t: int) -
     lines += ["## Trials", "", "| trial | params | status | epochs | best top-1 | balanced | "
               "pred CV | img/s | run summary |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        params = ", ".join(f"{k[6:]}={v}" for k, v in r.items() if k.startswith("param:"))
         link = Path(r["run_summary"]).relative_to(out_dir)
-        lines.append(f"| {r['trial_id']} | {params} | {r['status']} | {r['epochs']} | "
+        lines.append(f"| {r['trial_id']} | {params_label(r)} | {r['status']} | {r['epochs']} | "
                      f"{r.get('best_val_top1', float('nan')):.4f} | "
                      f"{r.get('balanced_acc', float('nan')):.4f} | "
                      f"{r.get('pred_cv', float('nan')):.3f} | {r.get('img_per_s', 0):.0f} | "

@@ -6,6 +6,7 @@ the config differs.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
@@ -394,8 +395,6 @@ def build_trainer(cfg: Config, run_dir: Path, callbacks: list | None = None,
 
 def fit(cfg: Config) -> dict:
     """Train one run; returns the run folder and the best result from its training log."""
-    import json
-
     cfg, run_dir = resolve_run(validate(cfg))
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(run_dir / "config.json")
