@@ -15,9 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from raysys.train import fit
+
 from raysys.config import load_config
 from raysys.manifest import ManifestOptions, build_manifest, format_report, write_manifest
-from raysys.train import fit
 
 LFW = Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw-names" / "index_files"
 

@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from raysys.train import ensure_manifest, init_ray
 
 from raysys.config import load_config
 from raysys.demo_data import generate
-from raysys.train import ensure_manifest, init_ray
 from raysys.tune import SweepSpec, grid, run_sweep
 
 

@@ -13,9 +13,9 @@ import time
 
 import numpy as np
 import torch
+from raysys.train import make_trainee, train_one_epoch
 
 from raysys.config import load_config
-from raysys.train import make_trainee, train_one_epoch
 
 NUM_CLASSES = 12
 

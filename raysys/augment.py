@@ -3,16 +3,27 @@
 The CPU actors hand over uint8 crops; jitter, grayscale, normalize and erasing are elementwise
 work that a GPU does on a whole batch for almost nothing. Each op takes per-sample factors
 explicitly and matches torchvision's functional op on one image (tests/test_augment.py);
-`BatchAugment` draws those factors the way torchvision's transforms do, per sample.
+`BatchAugment` turns per-sample uniforms into those factors the way torchvision's transforms
+draw them. The uniforms are a function of (run seed, epoch, row) (`KeyedDraws`, computed in
+Ray Data's batch-formatting threads), never of which rank or actor saw the image.
 """
 
 from __future__ import annotations
 
 import itertools
+import warnings
 
+import numpy as np
 import torch
+from ray.data.collate_fn import NumpyBatchCollateFn
 
 from raysys.config import AugmentConfig
+from raysys.keyed_random import keyed_uniform, row_keys
+
+AUGMENT_STREAM = 2  # keyed_random stream id of the batched augmentation
+# Ray hands read-only arrays to the collate; nothing writes into them (augmentation works on a
+# float copy), so torch's warning about that is noise.
+warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
 
 GRAY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
 
@@ -85,56 +96,72 @@ def erase(x: torch.Tensor, boxes: torch.Tensor, apply: torch.Tensor) -> torch.Te
     return x.masked_fill((inside & apply.view(-1, 1, 1)).unsqueeze(1), 0.0)
 
 
-def draw_erase_boxes(n: int, H: int, W: int, scale=(0.02, 0.33), ratio=(0.3, 3.3), tries: int = 10,
-                     generator: torch.Generator | None = None, device=None
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """torchvision's RandomErasing.get_params for n samples at once: up to 10 tries each, the
-    first box that fits wins; a sample with no fitting box is left alone (found=False)."""
-    kw = {"generator": generator, "device": device}
-    area = H * W * (scale[0] + (scale[1] - scale[0]) * torch.rand(n, tries, **kw))
-    lo, hi = torch.log(torch.tensor(ratio, dtype=torch.float32))
-    aspect = torch.exp(lo + (hi - lo) * torch.rand(n, tries, **kw))
+ERASE_TRIES = 10
+# Uniform draws per sample: jitter factors (3) and order (3), grayscale (1), erasing: area and
+# ratio per try (2 x 10), position (2), apply (1).
+AUGMENT_DRAWS = 3 + 3 + 1 + 2 * ERASE_TRIES + 2 + 1
+
+
+def erase_boxes(u: torch.Tensor, H: int, W: int, scale=(0.02, 0.33), ratio=(0.3, 3.3)
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """torchvision's RandomErasing.get_params for a batch, from uniforms u (B, 2*tries + 2):
+    up to 10 tries each, the first box that fits wins; a sample with no fitting box is left
+    alone (found=False)."""
+    t = ERASE_TRIES
+    area = H * W * (scale[0] + (scale[1] - scale[0]) * u[:, :t])
+    lo, hi = torch.log(torch.tensor(ratio, dtype=u.dtype, device=u.device))
+    aspect = torch.exp(lo + (hi - lo) * u[:, t:2 * t])
     h = torch.round(torch.sqrt(area * aspect)).long()
     w = torch.round(torch.sqrt(area / aspect)).long()
     fits = (h < H) & (w < W)
     first = fits.float().argmax(dim=1, keepdim=True)
     h, w = h.gather(1, first).squeeze(1), w.gather(1, first).squeeze(1)
-    i = (torch.rand(n, **kw) * (H - h + 1)).long()
-    j = (torch.rand(n, **kw) * (W - w + 1)).long()
+    i = (u[:, 2 * t] * (H - h + 1)).long()
+    j = (u[:, 2 * t + 1] * (W - w + 1)).long()
     return torch.stack([i, j, h, w], dim=1), fits.any(dim=1)
 
 
 class BatchAugment:
-    """uint8 (B, 3, H, W) on device -> normalized float, with the seed's photometric recipe in
-    training and only normalization in evaluation."""
+    """uint8 (B, 3, H, W) on device -> normalized float. Training applies the seed's photometric
+    recipe with per-sample randomness u (B, AUGMENT_DRAWS) that the caller derives from
+    (seed, epoch, row); evaluation only normalizes."""
 
-    def __init__(self, aug: AugmentConfig, mean, std, device: torch.device, seed: int = 0):
+    def __init__(self, aug: AugmentConfig, mean, std, device: torch.device):
         self.aug = aug
         self.mean = torch.tensor(mean, device=device)
         self.std = torch.tensor(std, device=device)
-        self.gen = torch.Generator(device=device)
-        self.gen.manual_seed(seed)
 
-    def __call__(self, images: torch.Tensor, train: bool = True) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, u: torch.Tensor | None = None) -> torch.Tensor:
         x = images.float().div_(255.0)
-        if train:
-            x = self._photometric(x)
-        x = normalize(x, self.mean, self.std)
-        if train and self.aug.erasing > 0:
-            boxes, found = draw_erase_boxes(len(x), *x.shape[-2:], generator=self.gen,
-                                            device=x.device)
-            x = erase(x, boxes, found & (self._rand(len(x)) < self.aug.erasing))
-        return x
-
-    def _rand(self, *shape: int) -> torch.Tensor:
-        return torch.rand(*shape, generator=self.gen, device=self.mean.device)
-
-    def _photometric(self, x: torch.Tensor) -> torch.Tensor:
-        n, s = len(x), self.aug.jitter
-        if s > 0:
-            factors = 1 - s + 2 * s * self._rand(n, 3)  # uniform in [1 - s, 1 + s]
-            order = torch.argsort(self._rand(n, 3), dim=1)
-            x = color_jitter(x, factors, order)
+        if u is None:
+            return normalize(x, self.mean, self.std)
+        u = u.to(x.device, torch.float32)
+        if self.aug.jitter > 0:
+            s = self.aug.jitter
+            factors = 1 - s + 2 * s * u[:, 0:3]  # uniform in [1 - s, 1 + s]
+            x = color_jitter(x, factors, torch.argsort(u[:, 3:6], dim=1))
         if self.aug.grayscale > 0:
-            x = random_grayscale(x, self._rand(n) < self.aug.grayscale)
+            x = random_grayscale(x, u[:, 6] < self.aug.grayscale)
+        x = normalize(x, self.mean, self.std)
+        if self.aug.erasing > 0:
+            boxes, found = erase_boxes(u[:, 7:7 + 2 * ERASE_TRIES + 2], *x.shape[-2:])
+            x = erase(x, boxes, found & (u[:, -1] < self.aug.erasing))
         return x
+
+
+class KeyedDraws(NumpyBatchCollateFn):
+    """Ray Data collate: numpy batch -> tensors, plus each row's augmentation uniforms
+    `aug` (B, AUGMENT_DRAWS) when training. Runs in the prefetch threads, off the step."""
+
+    def __init__(self, seed: int, train: bool):
+        self.seed, self.train = seed, train
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        out = {"image": torch.from_numpy(batch["image"]),
+               "label": torch.from_numpy(batch["label"].astype(np.int64)),
+               "row": torch.from_numpy(batch["row"].astype(np.int64))}
+        if self.train:
+            keys = row_keys(self.seed, batch["epoch"], batch["row"])
+            out["aug"] = torch.from_numpy(
+                keyed_uniform(keys, AUGMENT_DRAWS, stream=AUGMENT_STREAM).astype(np.float32))
+        return out

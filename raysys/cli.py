@@ -1,4 +1,9 @@
-"""`raysys` console script: demo-data, manifest, pack, train."""
+"""`raysys` console script: demo-data, manifest, pack, train, sweep.
+
+Every config flag maps to one config key and is parsed with that field's type. One precedence
+everywhere: preset < (an experiment's fixed settings) < --config YAML < flags < --set, and the
+last --set of a key wins.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,98 @@ import json
 import sys
 from pathlib import Path
 
+# flag -> (config key, help). Types come from the config fields.
+SOURCE_FLAGS = {
+    "--index-dir": ("data.index_dir", "folder of index_<name>.json files (builds the manifest)"),
+    "--manifest": ("data.manifest", "Parquet manifest, or a `raysys pack` folder"),
+}
+MANIFEST_FLAGS = {
+    "--split-by": ("data.split_by", "image | group: keep each identity on one side"),
+    "--group-by": ("data.group_by", "parent (the image's folder is the identity) | none"),
+    "--group-pattern": ("data.group_pattern", "regex on the path; group 1 is the identity"),
+    "--val-fraction": ("data.val_fraction", "share of images (or identities) in val"),
+    "--top-k": ("data.top_k", "keep only the K largest names (0 = all)"),
+    "--path-map": ("data.path_map", "OLD=NEW path prefix rewrite, repeatable"),
+}
+RUN_FLAGS = {
+    "--epochs": ("optim.epochs", "epochs (a sweep's ASHA max_t)"),
+    "--workers": ("run.workers", "Ray Train workers (per trial in a sweep)"),
+    "--gpus": ("run.gpus", "one GPU per worker"),
+    "--storage": ("run.storage", "results root: local, shared (/mnt/efs/...) or s3://..."),
+    "--metric": ("run.metric", "val/top1 | val/balanced_acc: best model, ASHA, winner"),
+    "--seed": ("run.seed", "run seed: shuffle, augmentation and initialisation"),
+}
+TRAIN_FLAGS = {
+    "--out": ("run.out", "run folder (default <storage>/<name>); the same --out resumes"),
+    "--name": ("run.name", "run name (default <arch>-<timestamp>)"),
+}
+SWEEP_FLAGS = {
+    "--samples": ("sweep.samples", "trials (default: each grid point once)"),
+    "--max-concurrent": ("sweep.max_concurrent", "trials at once, capped by what the cluster "
+                         "can grow to"),
+    "--max-nodes": ("sweep.max_nodes", "worker nodes the cluster may grow to, where no "
+                    "autoscaler config says so"),
+    "--grace-period": ("sweep.grace_period", "ASHA: epochs before a trial may be stopped"),
+    "--reduction-factor": ("sweep.reduction_factor", "ASHA: keep the top 1/rf at each rung"),
+}
+DEMO_DIR = Path("results/demo")
+
+
+def typed(hint, key: str):
+    """argparse type: the config field's parser, its error as argparse's message."""
+    from raysys.config import ConfigError, parse_value
+
+    def parse(raw: str):
+        try:
+            return parse_value(raw, hint, key)
+        except ConfigError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    parse.__name__ = key
+    return parse
+
+
+def add_flags(parser: argparse.ArgumentParser, title: str, table: dict) -> None:
+    from raysys.config import field_type
+
+    group = parser.add_argument_group(title)
+    for flag, (key, help_) in table.items():
+        hint = field_type(*key.split("."))
+        common = {"dest": key.replace(".", "__"), "default": argparse.SUPPRESS,
+                  "help": f"{help_} [{key}]"}
+        if hint is bool:
+            group.add_argument(flag, action="store_const", const=True, **common)
+        elif "tuple" in str(hint):
+            group.add_argument(flag, action="append", metavar="OLD=NEW", **common)
+        else:
+            group.add_argument(flag, type=typed(hint, key), metavar=key.split(".")[1].upper(),
+                               **common)
+
+
+def flag_tree(args: argparse.Namespace) -> dict:
+    from raysys.config import nest
+
+    return nest({k.replace("__", "."): tuple(v) if isinstance(v, list) else v
+                 for k, v in vars(args).items() if "__" in k})
+
+
+def add_config_args(p: argparse.ArgumentParser, default_preset: str = "vit_base") -> None:
+    p.add_argument("--preset", default=None, help="micro | vit_tiny | vit_small | vit_base | "
+                   f"vit_large (default {default_preset})")
+    p.add_argument("--config", help="YAML file of {section: {key: value}}")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="config override, repeatable, applied last, e.g. "
+                   "--set loss.label_smoothing=0.2")
+    p.add_argument("--verbose", action="store_true", help="show Ray's own logs and tables")
+
+
+def config_from(a: argparse.Namespace, default_preset: str = "vit_base", defaults=None):
+    from raysys.config import load_config
+
+    return load_config(a.preset or default_preset, a.config, flag_tree(a), a.set, defaults)
+
+
+# --- commands ---------------------------------------------------------------------------------
 
 def cmd_demo_data(a: argparse.Namespace) -> int:
     from raysys.demo_data import generate
@@ -16,35 +113,12 @@ def cmd_demo_data(a: argparse.Namespace) -> int:
     return 0
 
 
-def add_manifest_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("manifest")
-    g.add_argument("--val-fraction", type=float, default=0.2, help="share of images (or groups) "
-                   "in val (default 0.2)")
-    g.add_argument("--split-by", choices=["image", "group"], default="image",
-                   help="split per image, or keep each identity group on one side")
-    g.add_argument("--group-by", choices=["parent", "none"], default="parent",
-                   help="identity group = the image's folder (parent), or none")
-    g.add_argument("--group-pattern", help="regex on the path relative to the index folder; "
-                   "group 1 (or the whole match) is the identity key")
-    g.add_argument("--top-k", type=int, default=0, help="keep only the K largest names")
-    g.add_argument("--path-map", action="append", default=[], metavar="OLD=NEW",
-                   help="rewrite a path prefix (repeatable), for index files from another machine")
-    g.add_argument("--workers", type=int, default=None, help="header-reading processes")
-
-
-def manifest_options(a: argparse.Namespace):
-    from raysys.manifest import ManifestOptions, parse_path_map
-
-    return ManifestOptions(val_fraction=a.val_fraction, split_by=a.split_by, group_by=a.group_by,
-                           group_pattern=a.group_pattern, top_k=a.top_k or None,
-                           path_map=parse_path_map(a.path_map), workers=a.workers)
-
-
 def cmd_manifest(a: argparse.Namespace) -> int:
     from raysys.manifest import build_manifest, format_report, write_manifest
 
-    df, report = build_manifest(Path(a.index_dir), manifest_options(a))
-    write_manifest(df, report, Path(a.out))
+    cfg = config_from(a)
+    df, report = build_manifest(cfg.data)
+    write_manifest(df, report, a.out)
     print(format_report(report))
     print(f"manifest     : {a.out} ({len(df)} rows)")
     return 0
@@ -53,31 +127,69 @@ def cmd_manifest(a: argparse.Namespace) -> int:
 def cmd_pack(a: argparse.Namespace) -> int:
     from raysys.pack import pack
 
-    info = pack(Path(a.manifest), Path(a.out), size=a.size, shard_mb=a.shard_mb)
-    print(json.dumps(info, indent=1))
+    info = pack(a.manifest, a.out, size=a.size, shard_mb=a.shard_mb, seed=a.seed)
+    print(json.dumps({k: v for k, v in info.items() if k != "shards"}, indent=1))
     return 0
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from raysys.config import load_config
-    from raysys.train import fit
+    from raysys.driver import fit
 
-    sets = list(a.set)
-    for flag, key in ((a.manifest, "data.manifest"), (a.index_dir, "data.index_dir"),
-                      (a.epochs, "optim.epochs"), (a.workers, "run.workers"),
-                      (a.out, "run.out"), (a.name, "run.name")):
-        if flag is not None:
-            sets.append(f"{key}={flag}")
-    if a.gpus:
-        sets.append("run.gpus=true")
-    cfg = load_config(a.preset, a.config, sets)
-    result = fit(cfg)
-    print(json.dumps({k: result[k] for k in ("run_dir", "best_val_top1", "best_epoch",
+    result = fit(config_from(a), verbose=a.verbose)
+    print(json.dumps({k: result[k] for k in ("run_dir", "metric", "best", "best_epoch",
                                              "diverged")}, indent=1))
     return 0
 
 
+def cmd_sweep(a: argparse.Namespace) -> int:
+    from raysys import experiments, storage
+    from raysys.driver import check_shared, ensure_manifest, init_ray
+    from raysys.tune import run_sweep
+
+    if a.list:
+        for name, make in experiments.EXPERIMENTS.items():
+            print(f"{name:16s} {make(500).title}")
+        return 0
+    if not a.name:
+        raise ValueError("name a sweep (raysys sweep --list shows them)")
+    probe = config_from(a)
+    demo = not (probe.data.index_dir or probe.data.manifest)
+    defaults: dict = {}
+    if demo:  # the embedded demo data, micro ViT: the card's job in minutes on a laptop
+        from raysys.demo_data import generate
+
+        if not (DEMO_DIR / "index_files").is_dir():
+            generate(DEMO_DIR, size=64, images=1200)
+        defaults = {"data": {"index_dir": str(DEMO_DIR.resolve() / "index_files"),
+                             "split_by": "group"}}
+    cfg = config_from(a, "micro" if demo else "vit_base", defaults)
+    sweep_dir = storage.absolute(a.out or storage.join(cfg.run.storage, "sweeps", a.name))
+    init_ray(cfg, a.verbose)
+    check_shared(sweep_dir)
+    if not cfg.data.manifest:  # built once, shared by every trial
+        manifest = ensure_manifest(cfg.data, storage.join(sweep_dir, "data"))
+        defaults.setdefault("data", {})["manifest"] = manifest
+    manifest = defaults.get("data", {}).get("manifest") or cfg.data.manifest
+    folder = manifest if storage.is_dir(manifest) else storage.parent(manifest)
+    exp = experiments.get(a.name, len(storage.read_json(storage.join(folder, "names.json"))))
+    cfg = config_from(a, "micro" if demo else "vit_base", merge(exp.fixed, defaults))
+    report = run_sweep(exp, cfg, sweep_dir, resume=a.resume, verbose=a.verbose)
+    print(f"sweep report: {report}", flush=True)
+    return 0
+
+
+def merge(a: dict, b: dict) -> dict:
+    out = {k: dict(v) for k, v in a.items()}
+    for section, values in b.items():
+        out.setdefault(section, {}).update(values)
+    return out
+
+
+# --- the parser -------------------------------------------------------------------------------
+
 def build_parser() -> argparse.ArgumentParser:
+    from raysys.experiments import EXPERIMENTS
+
     p = argparse.ArgumentParser(prog="raysys", description="ViTs from scratch on face -> "
                                 "first-name data, with Ray Data, Ray Train and Ray Tune.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -91,45 +203,49 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo_data)
 
     m = sub.add_parser("manifest", help="index_<name>.json files -> Parquet manifest + report")
-    m.add_argument("--index-dir", required=True, help="folder of index_<name>.json files")
     m.add_argument("--out", required=True, help="manifest path, e.g. data/manifest.parquet")
-    add_manifest_args(m)
+    add_flags(m, "data", {"--index-dir": SOURCE_FLAGS["--index-dir"], **MANIFEST_FLAGS})
+    add_config_args(m)
     m.set_defaults(func=cmd_manifest)
 
-    k = sub.add_parser("pack", help="re-encode images into ~128 MB Parquet shards of JPEG bytes")
+    k = sub.add_parser("pack", help="re-encode images into ~128 MB shuffled Parquet shards")
     k.add_argument("--manifest", required=True, help="manifest from `raysys manifest`")
-    k.add_argument("--out", required=True, help="output folder of shards")
+    k.add_argument("--out", required=True, help="output folder (train/ and val/ shards)")
     k.add_argument("--size", type=int, default=256, help="shorter side in px (default 256)")
     k.add_argument("--shard-mb", type=int, default=128, help="shard size (default 128 MB)")
+    k.add_argument("--seed", type=int, default=0, help="row shuffle seed")
     k.set_defaults(func=cmd_pack)
 
-    t = sub.add_parser("train", help="train a ViT with Ray Train (local, or RAY_ADDRESS cluster)")
-    src = t.add_mutually_exclusive_group()
-    src.add_argument("--manifest", help="Parquet manifest or packed folder")
-    src.add_argument("--index-dir", help="index folder: builds the manifest first")
-    t.add_argument("--preset", default="vit_base", help="micro | vit_tiny | vit_small | vit_base "
-                   "| vit_large (default vit_base)")
-    t.add_argument("--config", help="YAML file of {section: {key: value}} overrides")
-    t.add_argument("--epochs", type=int, help="optim.epochs")
-    t.add_argument("--workers", type=int, help="Ray Train workers (run.workers)")
-    t.add_argument("--gpus", action="store_true", help="one GPU per worker")
-    t.add_argument("--out", help="run folder (default results/track2_vit_scratch/<name>); the "
-                   "same --out resumes from its latest checkpoint")
-    t.add_argument("--name", help="run name")
-    t.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="config override, repeatable, e.g. --set loss.label_smoothing=0.2")
+    t = sub.add_parser("train", help="train a ViT with Ray Train (joins a running cluster)")
+    add_flags(t, "data", {**SOURCE_FLAGS, **MANIFEST_FLAGS})
+    add_flags(t, "run", {**RUN_FLAGS, **TRAIN_FLAGS})
+    add_config_args(t)
     t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("sweep", help="run one of the experiments with Ray Tune + Optuna + ASHA",
+                       description="With no data flags: the embedded demo data, micro preset.")
+    s.add_argument("name", nargs="?", choices=list(EXPERIMENTS), help="the experiment")
+    s.add_argument("--list", action="store_true", help="list the experiments")
+    s.add_argument("--out", help="sweep folder (default <storage>/sweeps/<name>)")
+    s.add_argument("--resume", action="store_true", help="continue an interrupted sweep; "
+                   "finished trials are not rerun")
+    add_flags(s, "data", {**SOURCE_FLAGS, **MANIFEST_FLAGS})
+    add_flags(s, "run (every trial)", RUN_FLAGS)
+    add_flags(s, "sweep", SWEEP_FLAGS)
+    add_config_args(s)
+    s.set_defaults(func=cmd_sweep)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     from raysys.config import ConfigError
+    from raysys.data import BadDataError
     from raysys.manifest import ManifestError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ManifestError, ConfigError, FileNotFoundError, ValueError) as e:
+    except (ManifestError, ConfigError, BadDataError, FileNotFoundError, ValueError) as e:
         print(f"raysys {args.command}: error: {e}", file=sys.stderr)
         return 2
 

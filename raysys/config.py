@@ -1,13 +1,17 @@
-"""One typed config for every stage: preset -> YAML -> `--set section.key=value`, validated early.
+"""One typed config for every stage, in one precedence: preset < YAML file < flags < `--set`.
 
-The driver resolves it, writes it to the run folder as config.json, and ships it to the workers
-as a plain dict; each worker rebuilds it with `Config.from_dict`, so a typo fails loudly there too.
+The driver resolves it, writes it to the run folder as config.json and ships it to the workers
+as a plain dict; each worker rebuilds it with `Config.from_dict`, so a typo fails loudly there
+too. Values from the command line are parsed with their field's type (`--name 2024-06-01` stays
+a string); YAML values are checked against the same types.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
+import math
 import types
 import typing
 from dataclasses import asdict, dataclass, field
@@ -16,20 +20,37 @@ from typing import Any
 
 import yaml
 
+METRICS = ("val/top1", "val/balanced_acc")  # what a run and a sweep may select on
+RESULTS_ROOT = "results/track2_vit_scratch"
+
 
 @dataclass
 class DataConfig:
-    manifest: str = ""  # Parquet manifest, or a `raysys pack` folder of JPEG-bytes shards
-    index_dir: str = ""  # when set without a manifest, the manifest is built from it first
+    # --- index files -> manifest (raysys/manifest.py)
+    index_dir: str = ""  # folder of index_<name>.json files; the manifest is built from it
+    manifest: str = ""  # Parquet manifest, or a `raysys pack` folder; wins over index_dir
     split_by: str = "image"  # "image" | "group": a person-disjoint split needs "group"
+    group_by: str = "parent"  # identity group = the image's folder ("parent") | "none"
+    group_pattern: str = ""  # regex on the path below the index folder; group 1 = identity
+    val_fraction: float = 0.2
     top_k: int = 0  # keep the K largest names (experiment 2.4: 30, 100); 0 = all
+    path_map: tuple[str, ...] = ()  # "OLD=NEW" prefix rewrites for index files from elsewhere
+    max_pixels: int = 89_478_485  # PIL's decompression-bomb limit: larger images are refused
+    # --- decode, crop and batch (raysys/data.py)
     img_size: int = 224
+    center_crop: float = 1.0  # keep the central fraction of each side first (LFW: face ~0.5)
     batch_size: int = 256  # global: divided over the workers
-    num_actors: int = 4  # Ray Data preprocessing actor pool size, per dataset
+    # Decode actors per Train worker, at most: 96 vCPUs / 8 GPUs on a p4d leave ~10 cores per GPU,
+    # and ~300 img/s per core keeps one ViT-B/16 (~3k img/s on an H100) fed.
+    actors_per_worker: float = 10.0
     cpus_per_actor: float = 1.0
-    actor_batch_size: int = 64  # images per map_batches call in one actor
+    actor_batch_size: int = 64  # images per actor call
     prefetch_batches: int = 4
-    shuffle_buffer: int = 0  # local shuffle buffer (rows) on top of the per-epoch shuffle
+    shuffle_buffer: int = -1  # local shuffle buffer in rows; -1 = 10x the local batch if packed
+    max_bad_fraction: float = 0.01  # an epoch with more undecodable images stops the run
+    # Ray label selector for the decode actors: not on a node labelled raysys-role=head (the
+    # cluster YAML labels its CPU head so), so decoded images never cross the head's link.
+    decode_selector: tuple[str, ...] = ("raysys-role=!head",)
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # ImageNet statistics
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
@@ -49,13 +70,14 @@ class ModelConfig:
 @dataclass
 class LossConfig:
     label_smoothing: float = 0.1
-    class_weights: str = "inverse"  # none | inverse | sqrt | effective (beta 0.999)
+    class_weights: str = "inverse"  # a key of losses.CLASS_WEIGHTS
     logit_adjust_tau: float = 0.0  # Menon et al. 2021: train on logits + tau * log(prior)
 
 
 @dataclass
 class AugmentConfig:
     scale: tuple[float, float] = (0.8, 1.0)  # RandomResizedCrop area range
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
     hflip: float = 0.5
     jitter: float = 0.2  # brightness, contrast and saturation strength
     grayscale: float = 0.1
@@ -76,6 +98,7 @@ class OptimConfig:
     weight_decay: float = 0.05
     grad_clip: float = 1.0
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp16 | fp32
+    max_skipped_steps: int = 50  # fp16: this many overflow-skipped steps in a row = diverged
     compile: bool = False
     ema_decay: float = 0.0  # 0 = no EMA; e.g. 0.9998 on the full data set
 
@@ -85,16 +108,28 @@ class OptimConfig:
 
 @dataclass
 class RunConfig:
-    name: str = ""  # run folder name; empty = derived from the preset and a timestamp
-    out: str = ""  # run folder; empty = results/track2_vit_scratch/<name>
+    name: str = ""  # run name; empty = <arch>-<timestamp>
+    storage: str = RESULTS_ROOT  # results root: a local path, shared path (EFS) or s3:// URI
+    out: str = ""  # run folder; empty = <storage>/<name>
+    metric: str = "val/top1"  # selects best_model.pth, the best epoch, ASHA and the winner
     workers: int = 1
     gpus: bool = False  # one GPU per worker
     cpus_per_worker: float = 1.0
-    max_failures: int = 0
+    max_failures: int = 1  # restarts from the latest checkpoint after a worker or node loss
     stop_after: int = 0  # end this invocation after N epochs, schedule kept (train in chunks)
     seed: int = 0
     wandb: bool = True  # offline unless a W&B key is configured
     wandb_project: str = "raysys"
+
+
+@dataclass
+class SweepConfig:
+    samples: int = 0  # trials; 0 = every grid point once (TPE samples any beyond the grid)
+    max_concurrent: int = 4  # trials at once, capped by what the cluster can grow to
+    max_nodes: int = 0  # worker nodes the cluster may grow to, where no autoscaler says so
+    grace_period: int = 2  # ASHA: epochs before a trial may be stopped
+    reduction_factor: float = 2.0  # ASHA: keep the top 1/rf at each rung
+    seed: int = 0  # Optuna TPE seed
 
 
 @dataclass
@@ -105,6 +140,7 @@ class Config:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -113,21 +149,25 @@ class Config:
     def from_dict(cls, d: dict) -> Config:
         return apply_overrides(cls(), d)
 
-    def save(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_dict(), indent=1))
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1)
+
+    @property
+    def local_batch(self) -> int:
+        return max(1, self.data.batch_size // max(1, self.run.workers))
 
 
-# --- presets ----------------------------------------------------------------------------------
+# --- presets: named override trees, the lowest layer ---------------------------------------
 
 PRESETS: dict[str, dict] = {
     # A ViT small enough for CPU tests: 32 px, patch 4 -> 64 tokens + cls, dim 64, depth 3.
     "micro": {
-        "data": {"img_size": 32, "batch_size": 64, "num_actors": 1, "cpus_per_actor": 0.5,
-                 "actor_batch_size": 64},
+        "data": {"img_size": 32, "batch_size": 64, "actors_per_worker": 1.0,
+                 "cpus_per_actor": 0.5, "actor_batch_size": 64},
         "model": {"arch": "vit_tiny_patch16_224", "patch_size": 4, "embed_dim": 64, "depth": 3,
                   "num_heads": 4, "drop_rate": 0.0, "drop_path_rate": 0.0},
-        "optim": {"epochs": 12, "warmup_epochs": 1, "base_lr": 2e-3},
-        "run": {"cpus_per_worker": 1.0, "wandb": False},
+        "optim": {"epochs": 6, "warmup_epochs": 1, "base_lr": 2e-3},
+        "run": {"wandb": False},
     },
     "vit_tiny": {"model": {"arch": "vit_tiny_patch16_224"}},
     "vit_small": {"model": {"arch": "vit_small_patch16_224"}},
@@ -136,56 +176,102 @@ PRESETS: dict[str, dict] = {
 }
 
 
-# --- overrides and validation -----------------------------------------------------------------
+# --- typed values ---------------------------------------------------------------------------
 
 class ConfigError(ValueError):
-    pass
+    """A setting that cannot work; the message names the key and the fix."""
 
 
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        hint = next(a for a in args if a is not type(None))
-        origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is tuple:
-        if not isinstance(value, list | tuple) or len(value) != len(args):
-            raise ConfigError(f"{where}: expected {len(args)} values, got {value!r}")
-        return tuple(_coerce(v, a, where) for v, a in zip(value, args, strict=True))
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+TRUE, FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
+
+
+def _unwrap_optional(hint: Any) -> tuple[Any, bool]:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        return next(a for a in args if a is not type(None)), type(None) in args
+    return hint, False
+
+
+def parse_value(raw: str, hint: Any, where: str) -> Any:
+    """A command-line string -> the field's type. No YAML: '2024-06-01' stays a string."""
+    hint, optional = _unwrap_optional(hint)
+    if optional and raw.strip().lower() in ("none", "null", ""):
+        return None
+    if typing.get_origin(hint) is tuple:
+        parts = [p.strip() for p in raw.strip().strip("[]()").split(",") if p.strip()]
+        args = typing.get_args(hint)
+        types_ = [args[0]] * len(parts) if len(args) == 2 and args[1] is Ellipsis else args
+        if len(types_) != len(parts):
+            raise ConfigError(f"{where}: expected {len(types_)} comma-separated values, "
+                              f"got {raw!r}")
+        return tuple(parse_value(p, t, where) for p, t in zip(parts, types_, strict=True))
+    try:
+        if hint is bool:
+            if raw.strip().lower() in TRUE | FALSE:
+                return raw.strip().lower() in TRUE
+            raise ValueError
+        if hint is int:
+            return int(raw)
+        if hint is float:
+            return float(raw)
+    except ValueError:
+        kind = "true/false" if hint is bool else hint.__name__
+        raise ConfigError(f"{where}: expected {kind}, got {raw!r}") from None
+    return raw
+
+
+def coerce(value: Any, hint: Any, where: str) -> Any:
+    """A YAML or JSON value -> the field's type, or a ConfigError naming the key."""
+    if isinstance(value, str):
+        return parse_value(value, hint, where)
+    hint, optional = _unwrap_optional(hint)
+    if value is None and optional:
+        return None
+    if typing.get_origin(hint) is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        args = typing.get_args(hint)
+        types_ = [args[0]] * len(value) if len(args) == 2 and args[1] is Ellipsis else args
+        if len(types_) != len(value):
+            raise ConfigError(f"{where}: expected {len(types_)} values, got {value!r}")
+        return tuple(coerce(v, t, where) for v, t in zip(value, types_, strict=True))
+    if hint is bool and isinstance(value, bool):
         return value
-    if hint is float and isinstance(value, str):
-        try:  # YAML reads "1e4" (no dot) as a string
-            return float(value)
-        except ValueError:
-            pass
     if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
-    if hint in (int, str) and isinstance(value, hint) and not isinstance(value, bool):
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
         return value
-    raise ConfigError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
+    if hint is str and isinstance(value, int | float | datetime.date) \
+            and not isinstance(value, bool):
+        return str(value)  # YAML reads `name: 2024-06-01` as a date
+    kind = "true/false" if hint is bool else getattr(hint, "__name__", str(hint))
+    hint_quote = " (quote it in YAML)" if hint is str else ""
+    raise ConfigError(f"{where}: expected {kind}, got {value!r}{hint_quote}")
+
+
+def field_type(section: str, key: str) -> Any:
+    """The type hint of section.key, or a ConfigError listing the valid keys."""
+    sections = {f.name: f for f in dataclasses.fields(Config)}
+    if section not in sections:
+        raise ConfigError(f"unknown config section {section!r}; sections: {sorted(sections)}")
+    hints = typing.get_type_hints(sections[section].default_factory)
+    if key == "pretrained":
+        raise ConfigError("model.pretrained: refused; raysys trains from scratch")
+    if key not in hints:
+        raise ConfigError(f"unknown key {section}.{key}; keys: {sorted(hints)}")
+    return hints[key]
 
 
 def apply_overrides(cfg: Config, tree: dict) -> Config:
-    """Return a copy of cfg with a nested {section: {key: value}} applied, type-checked."""
+    """A copy of cfg with a nested {section: {key: value}} applied, each value type-checked."""
     cfg = Config(**{f.name: dataclasses.replace(getattr(cfg, f.name))
                     for f in dataclasses.fields(cfg)})
     for section, values in tree.items():
-        if section not in {f.name for f in dataclasses.fields(cfg)}:
-            raise ConfigError(f"unknown config section {section!r}; sections: "
-                              f"{[f.name for f in dataclasses.fields(cfg)]}")
-        obj = getattr(cfg, section)
-        hints = typing.get_type_hints(type(obj))
-        for key, value in (values or {}).items():
-            if key == "pretrained":
-                raise ConfigError("model.pretrained: refused; raysys trains from scratch")
-            if key not in hints:
-                raise ConfigError(f"unknown key {section}.{key}; keys: {sorted(hints)}")
-            setattr(obj, key, _coerce(value, hints[key], f"{section}.{key}"))
+        if not isinstance(values, dict):
+            raise ConfigError(f"config section {section!r}: expected a mapping of keys")
+        for key, value in values.items():
+            hint = field_type(section, key)
+            setattr(getattr(cfg, section), key, coerce(value, hint, f"{section}.{key}"))
     return cfg
 
 
@@ -194,58 +280,143 @@ def parse_set(items: list[str]) -> dict:
     tree: dict = {}
     for item in items:
         key, sep, raw = item.partition("=")
-        section, dot, name = key.partition(".")
+        section, dot, name = key.strip().partition(".")
         if not sep or not dot:
             raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. optim.lr=5e-4")
-        tree.setdefault(section, {})[name] = yaml.safe_load(raw) if raw else ""
+        tree.setdefault(section, {})[name] = parse_value(raw, field_type(section, name),
+                                                         f"{section}.{name}")
     return tree
 
 
-CHOICES = {
-    ("loss", "class_weights"): ("none", "inverse", "sqrt", "effective"),
-    ("optim", "precision"): ("auto", "bf16", "fp16", "fp32"),
-    ("data", "split_by"): ("image", "group"),
-}
+def nest(flat: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{'loss.label_smoothing': 0.1} -> {'loss': {'label_smoothing': 0.1}}."""
+    tree: dict[str, dict[str, Any]] = {}
+    for key, value in flat.items():
+        section, _, name = key.partition(".")
+        tree.setdefault(section, {})[name] = value
+    return tree
+
+
+# --- validation: fail before Ray starts -------------------------------------------------------
+
+def _choices() -> dict[tuple[str, str], tuple[str, ...]]:
+    # The registries name their own keys; imported here so config stays the first module.
+    from raysys.losses import CLASS_WEIGHTS
+
+    return {
+        ("loss", "class_weights"): tuple(CLASS_WEIGHTS),
+        ("optim", "precision"): ("auto", "bf16", "fp16", "fp32"),
+        ("data", "split_by"): ("image", "group"),
+        ("data", "group_by"): ("parent", "none"),
+        ("run", "metric"): METRICS,
+    }
 
 
 def validate(cfg: Config) -> Config:
-    """Fail before Ray starts, with the key and the fix in the message."""
-    for (section, key), allowed in CHOICES.items():
-        if getattr(getattr(cfg, section), key) not in allowed:
-            raise ConfigError(f"{section}.{key}={getattr(getattr(cfg, section), key)!r}: "
-                              f"choose one of {allowed}")
+    """Every check names the key and what to do; the first failure raises."""
+    for (section, key), allowed in _choices().items():
+        value = getattr(getattr(cfg, section), key)
+        if value not in allowed:
+            raise ConfigError(f"{section}.{key}={value!r}: choose one of {list(allowed)}")
+    d, m, o, a, r = cfg.data, cfg.model, cfg.optim, cfg.augment, cfg.run
     checks = [
-        (cfg.data.img_size > 0, "data.img_size must be > 0"),
-        (cfg.data.batch_size >= cfg.run.workers, "data.batch_size must be >= run.workers"),
-        (cfg.data.num_actors >= 1, "data.num_actors must be >= 1"),
-        (cfg.data.top_k >= 0, "data.top_k must be >= 0 (0 = all names)"),
-        (0 < cfg.augment.scale[0] <= cfg.augment.scale[1] <= 1, "augment.scale: 0 < lo <= hi <= 1"),
-        (0 <= cfg.loss.label_smoothing < 1, "loss.label_smoothing must be in [0, 1)"),
-        (cfg.optim.epochs >= 1, "optim.epochs must be >= 1"),
-        (cfg.optim.lr is None or cfg.optim.lr > 0, "optim.lr must be > 0"),
-        (cfg.optim.base_lr > 0, "optim.base_lr must be > 0"),
-        (0 <= cfg.optim.ema_decay < 1, "optim.ema_decay must be in [0, 1)"),
-        (cfg.run.workers >= 1, "run.workers must be >= 1"),
-        (cfg.model.patch_size is None or cfg.data.img_size % cfg.model.patch_size == 0,
-         "data.img_size must be a multiple of model.patch_size"),
+        (d.img_size > 0, "data.img_size must be > 0, e.g. 224"),
+        (0 < d.center_crop <= 1, "data.center_crop must be in (0, 1]; 1 keeps the whole image"),
+        (0 <= d.val_fraction < 1, "data.val_fraction must be in [0, 1), e.g. 0.2"),
+        (d.batch_size >= r.workers, f"data.batch_size={d.batch_size} must be >= run.workers="
+                                    f"{r.workers}: each worker needs at least one image"),
+        (d.actors_per_worker > 0, "data.actors_per_worker must be > 0, e.g. 10 on a GPU node"),
+        (d.cpus_per_actor > 0, "data.cpus_per_actor must be > 0"),
+        (d.actor_batch_size >= 1, "data.actor_batch_size must be >= 1"),
+        (d.top_k >= 0, "data.top_k must be >= 0 (0 = all names)"),
+        (0 <= d.max_bad_fraction <= 1, "data.max_bad_fraction must be in [0, 1], e.g. 0.01"),
+        (d.split_by != "group" or d.group_by != "none" or bool(d.group_pattern),
+         "data.split_by=group needs data.group_by=parent or a data.group_pattern"),
+        (all("=" in p and p.partition("=")[0] for p in d.path_map),
+         "data.path_map entries must be OLD=NEW, e.g. /mnt/old=/data/faces"),
+        (0 < a.scale[0] <= a.scale[1] <= 1, "augment.scale must satisfy 0 < lo <= hi <= 1"),
+        (0 < a.ratio[0] <= a.ratio[1], "augment.ratio must satisfy 0 < lo <= hi"),
+        (a.mixup >= 0 and a.cutmix >= 0, "augment.mixup and augment.cutmix must be >= 0 "
+                                         "(0 = off; the seed uses 0.8 and 1.0)"),
+        (all(0 <= p <= 1 for p in (a.hflip, a.grayscale, a.erasing, a.mix_prob,
+                                   a.switch_prob)),
+         "augment probabilities (hflip, grayscale, erasing, mix_prob, switch_prob) must be "
+         "in [0, 1]"),
+        (0 <= a.jitter < 1, "augment.jitter must be in [0, 1)"),
+        (a.mixup + a.cutmix == 0 or cfg.local_batch % 2 == 0,
+         f"mixup/cutmix pair samples within a batch: the per-worker batch "
+         f"(data.batch_size / run.workers = {cfg.local_batch}) must be even"),
+        (0 <= cfg.loss.label_smoothing < 1, "loss.label_smoothing must be in [0, 1), e.g. 0.1"),
+        (cfg.loss.logit_adjust_tau >= 0, "loss.logit_adjust_tau must be >= 0"),
+        (cfg.loss.logit_adjust_tau == 0 or cfg.loss.class_weights == "none",
+         f"loss.logit_adjust_tau={cfg.loss.logit_adjust_tau} with loss.class_weights="
+         f"{cfg.loss.class_weights!r} corrects for the class prior twice: both reweight "
+         "towards rare names. Set loss.class_weights=none to use logit adjustment, or "
+         "loss.logit_adjust_tau=0 to keep the weights"),
+        (o.epochs >= 1, "optim.epochs must be >= 1"),
+        (o.lr is None or o.lr > 0, "optim.lr must be > 0 (or none for base_lr x batch/256)"),
+        (o.base_lr > 0, "optim.base_lr must be > 0, e.g. 1e-3"),
+        (0 <= o.min_lr, "optim.min_lr must be >= 0"),
+        (o.warmup_epochs >= 0, "optim.warmup_epochs must be >= 0 (a warmup longer than the "
+                               "run is cut to the run)"),
+        (o.weight_decay >= 0, "optim.weight_decay must be >= 0"),
+        (o.grad_clip > 0, "optim.grad_clip must be > 0, e.g. 1.0"),
+        (0 <= o.ema_decay < 1, "optim.ema_decay must be in [0, 1)"),
+        (o.max_skipped_steps >= 1, "optim.max_skipped_steps must be >= 1"),
+        (r.workers >= 1, "run.workers must be >= 1"),
+        (r.cpus_per_worker > 0, "run.cpus_per_worker must be > 0"),
+        (r.max_failures >= 0, "run.max_failures must be >= 0"),
+        (r.stop_after >= 0, "run.stop_after must be >= 0 (0 = run every epoch)"),
+        (m.patch_size is None or d.img_size % m.patch_size == 0,
+         f"data.img_size={d.img_size} must be a multiple of model.patch_size={m.patch_size}"),
+        (m.embed_dim is None or m.num_heads is None or m.embed_dim % m.num_heads == 0,
+         "model.embed_dim must be a multiple of model.num_heads"),
+        (0 <= m.drop_rate < 1 and 0 <= m.drop_path_rate < 1,
+         "model.drop_rate and model.drop_path_rate must be in [0, 1)"),
+        (cfg.sweep.max_concurrent >= 1, "sweep.max_concurrent must be >= 1"),
+        (cfg.sweep.grace_period >= 1, "sweep.grace_period must be >= 1 epoch"),
+        (cfg.sweep.reduction_factor > 1, "sweep.reduction_factor must be > 1, e.g. 2"),
     ]
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
-    if not cfg.model.arch.startswith(("vit_", "deit", "eva")):
-        raise ConfigError(f"model.arch={cfg.model.arch!r}: expected a timm ViT, e.g. "
+    if m.patch_size is None and "patch" in m.arch:
+        patch = int(m.arch.split("patch")[1].split("_")[0])
+        if d.img_size % patch:
+            raise ConfigError(f"data.img_size={d.img_size} must be a multiple of the patch size "
+                              f"{patch} of {m.arch}")
+    if not m.arch.startswith(("vit_", "deit", "eva")):
+        raise ConfigError(f"model.arch={m.arch!r}: expected a timm ViT, e.g. "
                           "vit_base_patch16_224")
     return cfg
 
 
+# --- the one precedence -----------------------------------------------------------------------
+
 def load_config(preset: str = "vit_base", yaml_path: str | Path | None = None,
-                sets: list[str] | None = None, **direct: dict) -> Config:
-    """Preset, then a YAML file, then `--set` overrides, then direct {section: {...}} trees."""
+                flags: dict | None = None, sets: list[str] | None = None,
+                defaults: dict | None = None) -> Config:
+    """preset < defaults (e.g. an experiment's fixed settings) < YAML file < flags < --set."""
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; presets: {sorted(PRESETS)}")
     cfg = apply_overrides(Config(), PRESETS[preset])
+    cfg = apply_overrides(cfg, defaults or {})
     if yaml_path:
-        cfg = apply_overrides(cfg, yaml.safe_load(Path(yaml_path).read_text()) or {})
+        path = Path(yaml_path)
+        if not path.is_file():
+            raise ConfigError(f"--config {path}: no such file")
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--config {path}: not valid YAML: {e}") from None
+        if not isinstance(tree, dict):
+            raise ConfigError(f"--config {path}: expected a mapping of sections")
+        cfg = apply_overrides(cfg, tree)
+    cfg = apply_overrides(cfg, flags or {})
     cfg = apply_overrides(cfg, parse_set(sets or []))
-    cfg = apply_overrides(cfg, direct)
     return validate(cfg)
+
+
+def steps_per_epoch(num_train: int, global_batch: int) -> int:
+    """Full global batches per epoch (the last partial one is dropped: DDP ranks stay in step)."""
+    return max(1, math.floor(num_train / global_batch))

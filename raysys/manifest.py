@@ -1,42 +1,61 @@
-"""Index files -> one Parquet (Arrow) manifest row per usable image, plus class statistics.
+"""Index files -> one Parquet (Arrow) manifest row per usable image, plus the data report.
 
 The manifest is the only thing later stages read: Ray Data streams it, training derives class
-weights from it, sweeps derive their name subsets from it.
+weights from it, sweeps derive their name subsets from it. Every kind of bad input is counted
+with examples, and one bad image or index file never stops the build.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import re
+import sys
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from raysys import storage
+from raysys.config import DataConfig
+
 MAX_EXAMPLES = 20
 # Magic numbers of formats we expect: a file starting with one of these that PIL cannot open is
 # a cut-off image ("truncated"), anything else is "not_image".
 IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"RIFF", b"II*\x00", b"MM\x00*")
-BAD_KINDS = ("missing", "empty", "not_image", "truncated", "conflict", "duplicate",
-             "malformed_json", "empty_json", "no_good_key")
+BAD_KINDS = {
+    "missing": "path does not exist (index from another machine? use --path-map OLD=NEW)",
+    "not_a_file": "path is a directory or another non-file",
+    "unreadable": "cannot be opened (permissions, or a symlink loop)",
+    "empty": "zero-byte file",
+    "not_image": "not an image file",
+    "truncated": "image header cut off",
+    "too_large": "more pixels than data.max_pixels (decompression-bomb guard)",
+    "conflict": "the same image listed under several names (left out of all)",
+    "duplicate": "listed twice under one name (kept once)",
+    "malformed_json": "index file is not valid JSON",
+    "empty_json": "index file is empty",
+    "no_good_key": "index file has no 'good' list",
+    "no_images": "index file lists no images",
+}
 
 SCHEMA = pa.schema([
-    ("path", pa.string()), ("name", pa.string()), ("label", pa.int64()), ("split", pa.string()),
-    ("group", pa.string()), ("width", pa.int32()), ("height", pa.int32()), ("bytes", pa.int64()),
+    ("row", pa.int64()), ("path", pa.string()), ("name", pa.string()), ("label", pa.int64()),
+    ("split", pa.string()), ("group", pa.string()), ("width", pa.int32()),
+    ("height", pa.int32()), ("bytes", pa.int64()),
 ])
 
 
 class ManifestError(RuntimeError):
-    """Nothing usable: the message names the folder and what was wrong."""
+    """Nothing usable, or a split that cannot train: the message names the folder and the fix."""
 
 
 @dataclass
@@ -52,8 +71,8 @@ class BadInputs:
             self.examples[kind].append(where)
 
     def as_dict(self) -> dict:
-        return {k: {"count": self.counts[k], "examples": self.examples[k]}
-                for k in BAD_KINDS if self.counts[k]}
+        return {k: {"count": self.counts[k], "meaning": BAD_KINDS[k],
+                    "examples": self.examples[k]} for k in BAD_KINDS if self.counts[k]}
 
 
 # --- reading index files -------------------------------------------------------------------
@@ -63,7 +82,7 @@ def parse_path_map(items: Iterable[str]) -> list[tuple[str, str]]:
     for item in items:
         old, sep, new = item.partition("=")
         if not sep or not old:
-            raise ValueError(f"--path-map {item!r}: expected OLD=NEW, e.g. /mnt/faces=/data/faces")
+            raise ValueError(f"path map {item!r}: expected OLD=NEW, e.g. /mnt/old=/data/faces")
         pairs.append((old, new))
     return pairs
 
@@ -82,8 +101,8 @@ def read_index_files(index_dir: Path, path_map: list[tuple[str, str]], bad: BadI
     """name -> resolved paths, with conflicts and duplicates removed and counted."""
     files = sorted(index_dir.glob("index_*.json"))
     if not files:
-        raise ManifestError(f"{index_dir}: no index_<name>.json files found; point --index-dir at "
-                            "the folder that holds them")
+        raise ManifestError(f"{index_dir}: no index_<name>.json files found; point "
+                            "data.index_dir (--index-dir) at the folder that holds them")
     per_name: dict[str, list[str]] = {}
     for f in files:
         name = f.stem[len("index_"):]
@@ -98,6 +117,9 @@ def read_index_files(index_dir: Path, path_map: list[tuple[str, str]], bad: BadI
             continue
         if not isinstance(doc, dict) or not isinstance(doc.get("good"), list):
             bad.add("no_good_key", str(f))
+            continue
+        if not doc["good"]:
+            bad.add("no_images", str(f))
             continue
         seen: set[str] = set()
         paths = []
@@ -121,37 +143,59 @@ def read_index_files(index_dir: Path, path_map: list[tuple[str, str]], bad: BadI
 
 # --- image headers ---------------------------------------------------------------------------
 
-def read_header(path: str) -> tuple[str, int, int, int]:
-    """(kind, width, height, bytes) with kind 'ok' or a bad-input kind. Reads the header only."""
+def read_header(path: str, max_pixels: int) -> tuple[str, int, int, int]:
+    """(kind, width, height, bytes) with kind 'ok' or a bad-input kind. Reads the header only:
+    PIL parses the size without decoding, so a decompression bomb is refused here."""
     try:
-        size = os.path.getsize(path)
-    except OSError:
-        return "missing", 0, 0, 0
-    if size == 0:
+        st = os.stat(path)
+    except OSError as e:
+        return ("unreadable" if e.errno == errno.ELOOP else "missing"), 0, 0, 0
+    if not os.path.isfile(path):
+        return "not_a_file", 0, 0, 0
+    if st.st_size == 0:
         return "empty", 0, 0, 0
     try:
-        with Image.open(path) as im:
-            w, h = im.size
-        return "ok", w, h, size
-    except Exception:
         with open(path, "rb") as fh:
             head = fh.read(8)
-        return ("truncated" if head.startswith(IMAGE_MAGIC) else "not_image"), 0, 0, size
+            fh.seek(0)
+            with Image.open(fh) as im:
+                w, h = im.size
+    except PermissionError:
+        return "unreadable", 0, 0, st.st_size
+    except Exception:
+        return ("truncated" if head.startswith(IMAGE_MAGIC) else "not_image"), 0, 0, st.st_size
+    if w * h > max_pixels:
+        return "too_large", w, h, st.st_size
+    return "ok", w, h, st.st_size
 
 
-def _read_headers_chunk(paths: list[str]) -> list[tuple[str, int, int, int]]:
-    return [read_header(p) for p in paths]
+def _read_headers_chunk(args: tuple[list[str], int]) -> list[tuple[str, int, int, int]]:
+    paths, max_pixels = args
+    return [read_header(p, max_pixels) for p in paths]
 
 
-def read_headers(paths: list[str], workers: int | None = None, chunk: int = 256
-                 ) -> list[tuple[str, int, int, int]]:
-    """Header reads in a process pool: PIL's header parse holds the GIL, so threads do not scale."""
-    workers = workers or os.cpu_count() or 1
-    if workers == 1 or len(paths) < 2 * chunk:
-        return _read_headers_chunk(paths)
-    chunks = [paths[i:i + chunk] for i in range(0, len(paths), chunk)]
-    with ProcessPoolExecutor(workers) as pool:
-        return [r for part in pool.map(_read_headers_chunk, chunks) for r in part]
+def read_headers(paths: list[str], max_pixels: int, chunk: int = 256
+                 ) -> Iterator[tuple[str, int, int, int]]:
+    """Header reads in a process pool: PIL's header parse holds the GIL, so threads don't scale."""
+    chunks = [(paths[i:i + chunk], max_pixels) for i in range(0, len(paths), chunk)]
+    if len(chunks) <= 2:
+        yield from _read_headers_chunk((paths, max_pixels))
+        return
+    with ProcessPoolExecutor(os.cpu_count()) as pool:
+        for part in progress(pool.map(_read_headers_chunk, chunks), len(chunks), "headers"):
+            yield from part
+
+
+def progress(items: Iterable, total: int, what: str) -> Iterator:
+    """A one-line progress bar on a terminal; silent in logs and CI."""
+    show = sys.stderr.isatty() and total > 20
+    for i, item in enumerate(items, 1):
+        if show and (i == total or i % max(1, total // 50) == 0):
+            bar = "#" * (30 * i // total)
+            print(f"\r{what:8s} [{bar:30s}] {i}/{total}", end="", file=sys.stderr, flush=True)
+        yield item
+    if show:
+        print(file=sys.stderr)
 
 
 # --- split ------------------------------------------------------------------------------------
@@ -171,53 +215,51 @@ def group_of(path: str, group_by: str, pattern: re.Pattern | None) -> str | None
 
 # --- the manifest -----------------------------------------------------------------------------
 
-@dataclass
-class ManifestOptions:
-    val_fraction: float = 0.2
-    split_by: str = "image"  # "image" | "group"
-    group_by: str = "parent"  # "parent" | "none"
-    group_pattern: str | None = None
-    top_k: int | None = None
-    path_map: list[tuple[str, str]] = field(default_factory=list)
-    workers: int | None = None
-
-
-def build_manifest(index_dir: Path, opts: ManifestOptions) -> tuple[pd.DataFrame, dict]:
-    """Rows of usable images and the data report. Raises ManifestError only if nothing is usable."""
-    index_dir = Path(index_dir).resolve()
+def build_manifest(data: DataConfig) -> tuple[pd.DataFrame, dict]:
+    """Rows of usable images and the data report, from data.index_dir and the split settings.
+    Raises ManifestError when nothing is usable or the split cannot train."""
+    index_dir = Path(data.index_dir).expanduser().resolve()
     if not index_dir.is_dir():
-        raise ManifestError(f"{index_dir}: not a folder; --index-dir must hold index_<name>.json")
-    if opts.split_by == "group" and opts.group_by == "none" and not opts.group_pattern:
-        raise ValueError("--split-by group needs --group-by parent or --group-pattern REGEX")
+        raise ManifestError(f"{index_dir}: not a folder; data.index_dir (--index-dir) must "
+                            "hold the index_<name>.json files")
     bad = BadInputs()
-    per_name = read_index_files(index_dir, opts.path_map, bad)
+    per_name = read_index_files(index_dir, parse_path_map(data.path_map), bad)
     rows = [(p, n) for n, paths in per_name.items() for p in paths]
-    headers = read_headers([p for p, _ in rows], opts.workers)
+    headers = read_headers([p for p, _ in rows], data.max_pixels)
 
-    pattern = re.compile(opts.group_pattern) if opts.group_pattern else None
+    pattern = re.compile(data.group_pattern) if data.group_pattern else None
     records = []
     for (path, name), (kind, w, h, nbytes) in zip(rows, headers, strict=True):
         if kind != "ok":
             bad.add(kind, path)
             continue
         rel = os.path.relpath(path, index_dir)
-        group = group_of(rel, opts.group_by, pattern)
-        split_key = group if opts.split_by == "group" and group is not None else rel
-        split = "val" if stable_fraction(split_key) < opts.val_fraction else "train"
+        group = group_of(rel, data.group_by, pattern)
+        split_key = group if data.split_by == "group" and group is not None else rel
+        split = "val" if stable_fraction(split_key) < data.val_fraction else "train"
         records.append((path, name, split, group, w, h, nbytes))
     df = pd.DataFrame(records, columns=["path", "name", "split", "group", "width", "height",
                                         "bytes"])
     if df.empty:
         raise ManifestError(f"{index_dir}: no usable images (bad inputs: {dict(bad.counts)}); "
-                            "check that the index paths point at readable image files, or use "
-                            "--path-map OLD=NEW for index files written on another machine")
+                            "check that the index paths point at readable image files, or set "
+                            "data.path_map (--path-map OLD=NEW) for index files written on "
+                            "another machine")
+    if data.split_by == "group" and (df.groupby("name")["group"].nunique() == 1).all():
+        raise ManifestError(
+            f"{index_dir}: data.split_by=group with data.group_by={data.group_by} makes every "
+            "name a single identity group (the folders are the names themselves?), so each "
+            "name would land wholly in train or wholly in val. Use data.split_by=image, or a "
+            "data.group_pattern that captures the person in the path")
 
     names = order_names(df["name"].value_counts())
-    if opts.top_k:
-        names = names[:opts.top_k]
+    if data.top_k:
+        names = names[:data.top_k]
         df = df[df["name"].isin(names)]
     df = df.assign(label=df["name"].map({n: i for i, n in enumerate(names)}).astype("int64"))
-    df = df[list(SCHEMA.names)].reset_index(drop=True)
+    df = df.sort_values(["label", "path"]).reset_index(drop=True)
+    df["row"] = range(len(df))
+    df = df[list(SCHEMA.names)]
     return df, data_report(df, names, bad, index_dir)
 
 
@@ -228,6 +270,7 @@ def order_names(counts: pd.Series) -> list[str]:
 
 def data_report(df: pd.DataFrame, names: list[str], bad: BadInputs, index_dir: Path) -> dict:
     sizes = df["name"].value_counts().reindex(names)
+    train = df[df["split"] == "train"]["name"].value_counts().reindex(names, fill_value=0)
     return {
         "index_dir": str(index_dir),
         "names": len(names),
@@ -237,19 +280,20 @@ def data_report(df: pd.DataFrame, names: list[str], bad: BadInputs, index_dir: P
         "largest": [[n, int(sizes[n])] for n in names[:5]],
         "smallest": [[n, int(sizes[n])] for n in names[-5:]],
         "class_size_cv": float(sizes.std(ddof=0) / sizes.mean()),
+        "names_without_train_images": [n for n in names if train[n] == 0],
         "bad_inputs": bad.as_dict(),
     }
 
 
-def write_manifest(df: pd.DataFrame, report: dict, out: Path) -> None:
-    """M.parquet, and names.json + data_report.json beside it."""
-    out.parent.mkdir(parents=True, exist_ok=True)
+def write_manifest(df: pd.DataFrame, report: dict, out: str) -> None:
+    """M.parquet, and names.json + data_report.json beside it (local path or URI)."""
     names = label_names(df)
     table = pa.Table.from_pandas(df, schema=SCHEMA, preserve_index=False)
     table = table.replace_schema_metadata({"raysys.names": json.dumps(names)})
-    pq.write_table(table, out)
-    (out.parent / "names.json").write_text(json.dumps(names, indent=1))
-    (out.parent / "data_report.json").write_text(json.dumps(report, indent=1))
+    storage.write_with(out, lambda t: pq.write_table(table, t))
+    folder = storage.parent(out)
+    storage.write_json(storage.join(folder, "names.json"), names)
+    storage.write_json(storage.join(folder, "data_report.json"), report)
 
 
 def label_names(df: pd.DataFrame) -> list[str]:
@@ -257,8 +301,9 @@ def label_names(df: pd.DataFrame) -> list[str]:
     return pairs["name"].tolist()
 
 
-def read_manifest(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
-    return pq.read_table(path, columns=columns).to_pandas()
+def read_manifest(path: str, columns: list[str] | None = None) -> pd.DataFrame:
+    fs, p = storage.filesystem(path)
+    return pq.read_table(p, columns=columns, filesystem=fs).to_pandas()
 
 
 def format_report(r: dict) -> str:
@@ -270,32 +315,11 @@ def format_report(r: dict) -> str:
         "smallest     : " + ", ".join(f"{n} {c}" for n, c in r["smallest"]),
         f"class CV     : {r['class_size_cv']:.3f}  (std/mean of images per name)",
     ]
+    if r["names_without_train_images"]:
+        lines.append(f"no train imgs: {len(r['names_without_train_images'])} names (all their "
+                     "identities fell in val): " + ", ".join(r["names_without_train_images"][:8])
+                     + "  -> train with data.top_k, or another split")
     bad = r["bad_inputs"]
     lines.append("bad inputs   : " + (", ".join(f"{k} {v['count']}" for k, v in bad.items())
                                      or "none"))
     return "\n".join(lines)
-
-
-# --- class statistics (used by the loss) ------------------------------------------------------
-
-def train_counts(df: pd.DataFrame, num_classes: int) -> np.ndarray:
-    labels = df.loc[df["split"] == "train", "label"].to_numpy()
-    return np.bincount(labels, minlength=num_classes).astype(np.float64)
-
-
-CLASS_WEIGHTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "none": lambda n: np.ones_like(n),
-    "inverse": lambda n: n.sum() / (len(n) * n),
-    "sqrt": lambda n: np.sqrt(n.sum() / n),
-    # Cui et al. 2019: (1 - beta) / (1 - beta^n), beta = 0.999.
-    "effective": lambda n: (1 - 0.999) / (1 - 0.999 ** n),
-}
-
-
-def class_weights(counts: np.ndarray, scheme: str) -> np.ndarray:
-    """Per-class loss weights, normalised to mean 1 so the loss scale does not move with K."""
-    if scheme not in CLASS_WEIGHTS:
-        raise ValueError(f"class weight scheme {scheme!r}: choose one of {sorted(CLASS_WEIGHTS)}")
-    # A class absent from train would get an infinite weight; it never appears in a target anyway.
-    w = CLASS_WEIGHTS[scheme](np.maximum(counts, 1.0))
-    return w / w.mean()

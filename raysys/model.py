@@ -1,5 +1,5 @@
-"""The ViT: timm's VisionTransformer by name, from scratch, plus the two views the report needs
-(pooled pre-logits features for embeddings, and attention maps)."""
+"""The ViT: timm's VisionTransformer by name, from scratch, plus the views the report needs
+(pooled pre-logits features for embeddings, attention maps and their rollout)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 import timm
 import torch
+from timm.utils import AttentionExtract
 from torch import nn
 
 from raysys.config import ModelConfig
@@ -23,7 +24,8 @@ def build_model(cfg: ModelConfig, num_classes: int, img_size: int) -> nn.Module:
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """prepare_model wraps in DDP only when world_size > 1."""
+    """prepare_model wraps in DDP only when world_size > 1; torch.compile wraps in _orig_mod."""
+    model = getattr(model, "_orig_mod", model)
     return getattr(model, "module", model)
 
 
@@ -42,7 +44,7 @@ def unfused_attention(model: nn.Module):
     for m in attns:
         m.fused_attn = False
     try:
-        yield attns
+        yield
     finally:
         for m, s in zip(attns, saved, strict=True):
             m.fused_attn = s
@@ -50,15 +52,37 @@ def unfused_attention(model: nn.Module):
 
 @torch.no_grad()
 def attention_maps(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
-    """Per block, the (B, heads, N, N) attention probabilities; N = patches + cls token."""
-    maps: list[torch.Tensor] = []
-    with unfused_attention(model) as attns:
-        # attn_drop receives softmax(q k^T / sqrt(d)) on the unfused path.
-        hooks = [a.attn_drop.register_forward_hook(lambda _m, inp, _o: maps.append(inp[0].cpu()))
-                 for a in attns]
+    """Per block, the (B, heads, N, N) attention probabilities; N = patches + cls token. Uses
+    timm's AttentionExtract on a copy-free hook of each block's attn_drop (identity in eval)."""
+    with unfused_attention(model):
+        extract = AttentionExtract(unwrap(model), method="hook", names=["*attn_drop"])
         try:
-            unwrap(model).forward_features(x)
+            out = extract(x)
         finally:
-            for h in hooks:
-                h.remove()
-    return maps
+            for handle in _hook_handles(extract):
+                handle.remove()
+    return [v.cpu() for v in out.values()]
+
+
+def _hook_handles(extract: AttentionExtract) -> list:
+    hooks = extract.hooks
+    return list(getattr(hooks, "_handles", [])) if hooks is not None else []
+
+
+def attention_rollout(maps: list[torch.Tensor], discard_ratio: float = 0.0) -> torch.Tensor:
+    """Abnar & Zuidema 2020: average the heads, add the identity for the residual path,
+    renormalise rows, multiply through the layers. Returns (B, N-1): how much the cls token
+    draws from each patch after the last block."""
+    result = None
+    for a in maps:
+        a = a.float().mean(dim=1)  # (B, N, N)
+        if discard_ratio > 0:  # optional: drop the weakest links, as in the paper's variant
+            flat = a.flatten(1)
+            k = int(flat.shape[1] * discard_ratio)
+            idx = flat.topk(k, dim=1, largest=False).indices
+            flat.scatter_(1, idx, 0.0)
+            a = flat.view_as(a)
+        a = a + torch.eye(a.shape[-1], device=a.device)
+        a = a / a.sum(dim=-1, keepdim=True)
+        result = a if result is None else a @ result
+    return result[:, 0, 1:]

@@ -2,23 +2,30 @@
 
 A multi-node cluster then reads a few large files from shared or object storage instead of
 435k small ones, and each image decodes from 256 px instead of 512 px.
+
+    OUT/train/part-NNNNN.parquet  OUT/val/part-NNNNN.parquet  OUT/names.json  OUT/pack.json
+
+Rows are shuffled (seeded) before writing: the manifest is ordered name by name, and shards in
+that order would give training batches of one name each. Row groups are small (128 rows), so
+the per-epoch shuffle of row groups plus the loop's local shuffle buffer mix names well.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import os
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from raysys.manifest import SCHEMA, read_manifest
+from raysys import storage
+from raysys.manifest import SCHEMA, progress, read_manifest
 
 PACKED_SCHEMA = SCHEMA.append(pa.field("image", pa.binary()))
+ROWS_PER_GROUP = 128
 
 
 def reencode(path: str, size: int, quality: int = 95) -> tuple[bytes, int, int] | None:
@@ -44,41 +51,59 @@ def _reencode_chunk(args: tuple[list[str], int]) -> list[tuple[bytes, int, int] 
     return [reencode(p, size) for p in paths]
 
 
-def pack(manifest: Path, out: Path, size: int = 256, shard_mb: int = 128,
-         workers: int | None = None, chunk: int = 256) -> dict:
-    """Write out/part-NNNNN.parquet shards (manifest columns + `image` bytes) and names.json."""
+class ShardWriter:
+    """Rows in, ~shard_mb Parquet files of ROWS_PER_GROUP-row groups out."""
+
+    def __init__(self, folder: str, shard_mb: int):
+        self.folder, self.limit = folder, shard_mb * 2**20
+        self.rows: list[dict] = []
+        self.size, self.shards = 0, []
+        storage.makedirs(folder)
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        self.size += len(row["image"])
+        if self.size >= self.limit:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.rows:
+            return
+        table = pa.Table.from_pylist(self.rows, schema=PACKED_SCHEMA)
+        path = storage.join(self.folder, f"part-{len(self.shards):05d}.parquet")
+        storage.write_with(path, lambda t: pq.write_table(table, t,
+                                                          row_group_size=ROWS_PER_GROUP))
+        self.shards.append(storage.basename(path))
+        self.rows, self.size = [], 0
+
+
+def pack(manifest: str, out: str, size: int = 256, shard_mb: int = 128, seed: int = 0,
+         chunk: int = 256) -> dict:
+    """Shuffle the manifest's rows (seeded), re-encode them, and write train/ and val/ shards."""
     df = read_manifest(manifest)
-    out.mkdir(parents=True, exist_ok=True)
+    df = df.iloc[np.random.default_rng(seed).permutation(len(df))].reset_index(drop=True)
     paths = df["path"].tolist()
     chunks = [(paths[i:i + chunk], size) for i in range(0, len(paths), chunk)]
-    shards, pending, pending_bytes, dropped = [], [], 0, 0
-
-    def flush():
-        nonlocal pending, pending_bytes
-        if pending:
-            name = out / f"part-{len(shards):05d}.parquet"
-            pq.write_table(pa.Table.from_pylist(pending, schema=PACKED_SCHEMA), name)
-            shards.append(name.name)
-            pending, pending_bytes = [], 0
-
+    writers = {split: ShardWriter(storage.join(out, split), shard_mb) for split in ("train", "val")}
+    dropped = 0
     rows = df.to_dict("records")
-    with ProcessPoolExecutor(workers or os.cpu_count()) as pool:
-        for c, encoded in enumerate(pool.map(_reencode_chunk, chunks)):
-            for k, done in enumerate(encoded):
+    with ProcessPoolExecutor(os.cpu_count()) as pool:
+        encoded = progress(pool.map(_reencode_chunk, chunks), len(chunks), "pack")
+        for c, part in enumerate(encoded):
+            for k, done in enumerate(part):
                 if done is None:
                     dropped += 1
                     continue
                 data, width, height = done
                 row = dict(rows[c * chunk + k], image=data, bytes=len(data), width=width,
                            height=height)
-                pending.append(row)
-                pending_bytes += len(data)
-                if pending_bytes >= shard_mb * 2**20:
-                    flush()
-    flush()
-    names = json.loads((manifest.parent / "names.json").read_text())
-    (out / "names.json").write_text(json.dumps(names, indent=1))
-    info = {"source": str(manifest), "size": size, "shards": shards,
-            "images": len(df) - dropped, "dropped": dropped}
-    (out / "pack.json").write_text(json.dumps(info, indent=1))
+                writers[row["split"]].add(row)
+    for w in writers.values():
+        w.flush()
+    storage.write_bytes(storage.join(out, "names.json"),
+                        storage.read_bytes(storage.join(storage.parent(manifest), "names.json")))
+    info = {"source": manifest, "size": size, "seed": seed, "images": len(df) - dropped,
+            "dropped": dropped, "rows_per_group": ROWS_PER_GROUP,
+            "shards": {split: w.shards for split, w in writers.items()}}
+    storage.write_json(storage.join(out, "pack.json"), info)
     return info

@@ -1,68 +1,56 @@
 """The run folder: what rank 0 writes as training goes, so an early-stopped or killed run still
-leaves its best model, predictions and summary behind.
+leaves its best model, predictions and summary behind (Tune kills a trial ASHA stops before
+`fit()` returns). Every file is published whole (storage.write_with), on disk or S3.
 
-    config.json  best_model.pth  predictions.npy  true_labels.npy  names.json  results.csv
-    training_log.json  embeddings.npy  summary.md
+    config.json  best_model.pth  predictions.npy  true_labels.npy  val_rows.npy  names.json
+    results.csv  training_log.json  embeddings.npy  summary.md
 """
 
 from __future__ import annotations
 
+import io
 import json
-import os
-import tempfile
-from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from raysys import storage
 from raysys.metrics import accuracy_spread
 
-
-def atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Write to a temp file beside `path`, then rename: a crash never leaves a half file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+NUMPY_OUTPUTS = ("predictions", "true_labels", "val_rows", "embeddings")
 
 
-def _write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda t: Path(t).write_text(text))
-
-
-def _save_npy(path: str, arr: np.ndarray) -> None:
-    with open(path, "wb") as fh:  # np.save(str) would append a second ".npy" to the temp name
-        np.save(fh, arr)
+def npy_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return buf.getvalue()
 
 
 class RunWriter:
-    def __init__(self, run_dir: Path, config: dict, names: list[str]):
-        self.dir, self.config, self.names = Path(run_dir), config, names
-        self.dir.mkdir(parents=True, exist_ok=True)
+    def __init__(self, run_dir: str, config: dict, names: list[str]):
+        self.dir, self.config, self.names = run_dir, config, names
+        storage.makedirs(run_dir)
         self.table: pd.DataFrame | None = None
 
-    def save_best(self, state_dict: dict, epoch: int, labels: np.ndarray, preds: np.ndarray,
-                  embeddings: np.ndarray, table: pd.DataFrame) -> None:
+    def path(self, name: str) -> str:
+        return storage.join(self.dir, name)
+
+    def save_best(self, state_dict: dict, epoch: int, arrays: dict[str, np.ndarray],
+                  table: pd.DataFrame) -> None:
         # Plain tensors, strings and dicts only: loadable with torch.load(weights_only=True).
         blob = {"state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
                 "names": self.names, "config": self.config, "epoch": epoch}
-        atomic_write(self.dir / "best_model.pth", lambda t: torch.save(blob, t))
-        for name, arr in (("predictions", preds), ("true_labels", labels),
-                          ("embeddings", embeddings)):
-            atomic_write(self.dir / f"{name}.npy", lambda t, a=arr: _save_npy(t, a))
-        _write_text(self.dir / "names.json", json.dumps(self.names, indent=1))
-        atomic_write(self.dir / "results.csv", lambda t: table.to_csv(t, index=False))
+        storage.write_with(self.path("best_model.pth"), lambda t: torch.save(blob, t))
+        for name in NUMPY_OUTPUTS:
+            storage.write_bytes(self.path(f"{name}.npy"), npy_bytes(arrays[name]))
+        storage.write_json(self.path("names.json"), self.names)
+        storage.write_text(self.path("results.csv"), table.to_csv(index=False))
         self.table = table
 
     def save_epoch(self, history: list[dict], info: dict) -> None:
-        _write_text(self.dir / "training_log.json", json.dumps(history, indent=1))
-        _write_text(self.dir / "summary.md", render_summary(history, self.table, info))
+        storage.write_json(self.path("training_log.json"), history)
+        storage.write_text(self.path("summary.md"), render_summary(history, self.table, info))
 
 
 class NullWriter:
@@ -75,50 +63,139 @@ class NullWriter:
         pass
 
 
-def best_entry(history: list[dict], key: str = "val/top1") -> dict:
+def best_entry(history: list[dict], key: str) -> dict:
     finite = [h for h in history if not h.get("diverged") and np.isfinite(h.get(key, np.nan))]
     return max(finite, key=lambda h: h[key]) if finite else history[-1]
 
 
+# --- the seed's success criteria, each where it is defined ------------------------------------
+
+TARGETS = (
+    # (criterion, names K it is defined for, top-1 threshold)
+    ("top-1 > 5% on 500 names", 500, 0.05),
+    ("top-1 > 15% on 30 names", 30, 0.15),
+)
+REL_CV_TARGET = 0.30
+
+
+def criteria_rows(k: int, best: dict, diverged: bool, where: str = "") -> list[tuple]:
+    """(criterion, result, reference, met: True/False/None = n/a). `where` names the trial."""
+    rows = []
+    at = f" ({where})" if where else ""
+    for label, names, threshold in TARGETS:
+        if k != names:
+            rows.append((label, f"n/a: defined for {names} names; this run has {k}", "-", None))
+        else:
+            rows.append((label, f"{best['val/top1']:.4f}{at}",
+                         f"chance {best['chance/uniform']:.4f}", best["val/top1"] > threshold))
+    floor = max(best["chance/majority"], best["chance/prior_match"])
+    rows.append(("top-1 beats the best chance guess", f"{best['val/top1']:.4f}{at}",
+                 f"majority {best['chance/majority']:.4f}, prior {best['chance/prior_match']:.4f}",
+                 best["val/top1"] > floor))
+    rows.append(("balanced accuracy beats chance", f"{best['val/balanced_acc']:.4f}{at}",
+                 f"1/K = {best['chance/uniform']:.4f}",
+                 best["val/balanced_acc"] > best["chance/uniform"]))
+    rows.append((f"relative prediction CV < {REL_CV_TARGET}",
+                 f"{best['val/rel_pred_cv']:.3f}{at}", "0 = predicted counts match true counts",
+                 best["val/rel_pred_cv"] < REL_CV_TARGET))
+    rows.append(("no divergence", "diverged" if diverged else "finite throughout", "-",
+                 not diverged))
+    return rows
+
+
+def criteria_table(rows: list[tuple]) -> list[str]:
+    lines = ["| criterion | result | reference | met |", "|---|---|---|---|"]
+    for name, result, ref, met in rows:
+        mark = "n/a" if met is None else ("yes" if met else "**no**")
+        lines.append(f"| {name} | {result} | {ref} | {mark} |")
+    return lines
+
+
+CV_NOTE = ("Prediction CV is judged on the *relative* CV: std/mean of predicted/true counts "
+           "over the names present in val, 0 for a perfect classifier. The seed's CV of "
+           "predicted counts is shown beside the CV of the true counts, its floor on an "
+           "imbalanced val set (a perfect classifier scores the true-count CV, not 0).")
+
+
+# --- summary.md -------------------------------------------------------------------------------
+
 def render_summary(history: list[dict], table: pd.DataFrame | None, info: dict) -> str:
-    best, last = best_entry(history), history[-1]
-    n_names = len(table) if table is not None else "?"
-    posthoc = "; ".join(f"tau {t}: {best[f'posthoc_tau{t}/top1']:.4f} / "
-                        f"{best[f'posthoc_tau{t}/balanced_acc']:.4f} / "
-                        f"{best[f'posthoc_tau{t}/pred_cv']:.3f}" for t in (0.5, 1.0))
+    metric = info.get("metric", "val/top1")
+    best, last = best_entry(history, metric), history[-1]
+    k = len(table) if table is not None else int(round(1 / best["chance/uniform"]))
+    status = info.get("status", "running")
     lines = [
-        f"# {info.get('run_name', 'run')}: {info.get('arch', '')}, {n_names} names",
-        "",
-        f"- status: **{'diverged' if last.get('diverged') else info.get('status', 'running')}**, "
-        f"{last['epoch']} of {info.get('epochs', '?')} epochs",
-        f"- best val top-1: **{best['val/top1']:.4f}** at epoch {best['epoch']} "
-        f"(top-5 {best['val/top5']:.4f})",
-        f"- balanced accuracy: {best['val/balanced_acc']:.4f}; macro-F1 {best['val/macro_f1']:.4f}",
+        f"# {info.get('run_name', 'run')}: {info.get('arch', '')}, {k} names", "",
+        f"- status: **{status}**, {last['epoch']} of {info.get('epochs', '?')} epochs",
+        f"- best epoch by `{metric}`: **{best['epoch']}**; top-1 **{best['val/top1']:.4f}**, "
+        f"top-5 {best['val/top5']:.4f}, balanced accuracy {best['val/balanced_acc']:.4f}, "
+        f"macro-F1 {best['val/macro_f1']:.4f} (over the {best['val/names_present']} names "
+        f"present in val, {best['val/images']} images)",
         f"- chance: uniform {best['chance/uniform']:.4f}, majority {best['chance/majority']:.4f}, "
         f"prior-matching {best['chance/prior_match']:.4f}",
-        f"- prediction CV: {best['val/pred_cv']:.3f} (true val counts: {best['val/true_cv']:.3f};"
-        " target < 0.30)",
-        f"- post-hoc logit adjustment (top-1 / balanced / pred CV): {posthoc}",
-        f"- training time: {sum(h['time/epoch_s'] for h in history) / 60:.1f} min; "
-        f"throughput {np.mean([h['train/img_per_s'] for h in history]):.0f} img/s (global); "
-        f"peak GPU memory {max(h['gpu/peak_mem_gb'] for h in history):.2f} GB",
-        f"- bad images dropped: {last['data/bad_images']}",
+        f"- prediction CV: relative **{best['val/rel_pred_cv']:.3f}**; seed's "
+        f"{best['val/pred_cv']:.3f} against true-count CV {best['val/true_cv']:.3f}",
+        f"- training time {sum(h['time/epoch_s'] for h in history) / 60:.1f} min; throughput "
+        f"{np.mean([h['train/img_per_s'] for h in history]):.0f} img/s (global); data wait "
+        f"{np.mean([h['data/wait_frac'] for h in history]):.0%} of train time",
     ]
+    if info.get("device") == "cuda":
+        lines.append(f"- peak GPU memory {max(h['gpu/peak_mem_gb'] for h in history):.2f} GB "
+                     "per worker")
+    lines.append(f"- images dropped as undecodable: {sum(h['data/bad_images'] for h in history)}"
+                 " over the run")
+    if info.get("error"):
+        lines.append(f"- error: {info['error']}")
+    lines += ["", "## Success criteria", "",
+              *criteria_table(criteria_rows(k, best, bool(last.get("diverged")))), "", CV_NOTE]
     if table is not None:
+        present = table[table["support"] > 0]
         spread = accuracy_spread(table)
-        lines.append("- per-class accuracy spread (best epoch): " +
-                     ", ".join(f"{k} {v:.3f}" for k, v in spread.items()))
-        ranked = table.sort_values(["f1", "support"], ascending=[False, False])
+        lines += ["", "- per-class accuracy spread (best epoch, names in val): " +
+                  ", ".join(f"{k} {v:.3f}" for k, v in spread.items())]
+        ranked = present.sort_values(["f1", "support"], ascending=[False, False])
         for title, part in (("Top-5 names by F1", ranked.head(5)),
                             ("Bottom-5 names by F1", ranked.tail(5).iloc[::-1])):
-            lines += ["", f"## {title}", "", "| name | F1 | precision | recall | support |",
-                      "|---|---|---|---|---|"]
+            lines += ["", f"## {title}", "", "| name | F1 | precision | recall | support | "
+                      "train images |", "|---|---|---|---|---|---|"]
             lines += [f"| {r.name} | {r.f1:.3f} | {r.precision:.3f} | {r.recall:.3f} | "
-                      f"{r.support} |" for r in part.itertuples()]
+                      f"{r.support} | {r.train_count} |" for r in part.itertuples()]
+        absent = table[table["support"] == 0]["name"].tolist()
+        if absent:
+            lines += ["", f"Names with no val images ({len(absent)}, not ranked): " +
+                      ", ".join(absent[:30]) + (" ..." if len(absent) > 30 else "")]
+    lines += ["", "## Post-hoc logit adjustment (best epoch)", "",
+              posthoc_note(info.get("class_weights", "none")), "",
+              "| tau | top-1 | balanced | relative pred CV |", "|---|---|---|---|",
+              f"| 0 | {best['val/top1']:.4f} | {best['val/balanced_acc']:.4f} | "
+              f"{best['val/rel_pred_cv']:.3f} |"]
+    lines += [f"| {t} | {best[f'posthoc_tau{t}/top1']:.4f} | "
+              f"{best[f'posthoc_tau{t}/balanced_acc']:.4f} | "
+              f"{best[f'posthoc_tau{t}/rel_pred_cv']:.3f} |" for t in posthoc_taus(best)]
     lines += ["", "## Curves", "",
-              "| epoch | lr | train loss | train acc | val top-1 | balanced | pred CV | img/s |",
+              "| epoch | lr | train loss | train acc | val top-1 | balanced | rel. pred CV | "
+              "img/s |",
               "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {h['epoch']} | {h['train/lr']:.2e} | {h['train/loss']:.4f} | "
               f"{h['train/acc']:.4f} | {h['val/top1']:.4f} | {h['val/balanced_acc']:.4f} | "
-              f"{h['val/pred_cv']:.3f} | {h['train/img_per_s']:.0f} |" for h in history]
+              f"{h['val/rel_pred_cv']:.3f} | {h['train/img_per_s']:.0f} |" for h in history]
     return "\n".join(lines) + "\n"
+
+
+def posthoc_taus(entry: dict) -> list[float]:
+    return sorted({float(key.split("/")[0][len("posthoc_tau"):]) for key in entry
+                   if key.startswith("posthoc_tau")})
+
+
+def posthoc_note(class_weights: str) -> str:
+    if class_weights == "none":
+        return ("Predictions after subtracting tau x log(train prior) from the logits (Menon et "
+                "al. 2021): the trade-off between accuracy and prediction skew on this "
+                "unweighted model.")
+    return (f"This model was trained with `{class_weights}` class weights, which already "
+            "correct for the prior: subtracting tau x log(prior) on top corrects twice. The "
+            "rows below show that over-correction, not a fair skew trade-off.")
+
+
+def read_history(run_dir: str) -> list[dict]:
+    return json.loads(storage.read_text(storage.join(run_dir, "training_log.json")))

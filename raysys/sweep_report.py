@@ -1,11 +1,12 @@
 """The sweep report: trials.csv (one row per trial), summary.md (the seed's success criteria,
-the winner, links to each trial's run summary) and curves.png (every val curve, with ASHA's
-stops marked). Built from the trials' own training logs, which survive an early stop."""
+each where it is defined, the winner, links to every trial's run summary) and curves.png
+(every val curve, with ASHA's stops marked). Built from the trials' own training logs and
+configs, read through storage, which survive an early stop."""
 
 from __future__ import annotations
 
+import io
 import json
-from pathlib import Path
 
 import matplotlib
 
@@ -13,47 +14,58 @@ matplotlib.use("Agg")  # no display on cluster heads or CI
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from raysys.report import best_entry  # noqa: E402
+from raysys import storage  # noqa: E402
+from raysys.config import Config  # noqa: E402
+from raysys.report import (  # noqa: E402
+    CV_NOTE,
+    REL_CV_TARGET,
+    TARGETS,
+    best_entry,
+    criteria_table,
+    read_history,
+)
 
 STATUSES = ("completed", "stopped early (ASHA)", "diverged", "error")
 
 
-def trial_rows(result_grid, out_dir: Path, max_t: int, metric: str) -> list[dict]:
-    rows = []
-    for result in result_grid:
-        trial_id = Path(result.path).name
-        run_dir = out_dir / "runs" / trial_id
-        log = run_dir / "training_log.json"
-        history = json.loads(log.read_text()) if log.exists() else []
-        cfg = json.loads((run_dir / "config.json").read_text()) if (
-            run_dir / "config.json").exists() else {}
-        row = {"trial_id": trial_id, **{f"param:{k}": v for k, v in result.config.items()}}
-        if result.error is not None or not history:
-            status = "error"
-        elif history[-1].get("diverged"):
-            status = "diverged"
-        elif history[-1]["epoch"] >= max_t:
-            status = "completed"
-        else:
-            status = "stopped early (ASHA)"
-        row["status"] = status
-        row["error"] = str(result.error).splitlines()[0][:200] if result.error else ""
-        row["epochs"] = history[-1]["epoch"] if history else 0
+def trial_status(history: list[dict], error, max_t: int) -> str:
+    if error is not None or not history:
+        return "error"
+    if history[-1]["diverged"]:
+        return "diverged"
+    return "completed" if history[-1]["epoch"] >= max_t else "stopped early (ASHA)"
+
+
+def trial_rows(results, sweep_dir: str, max_t: int, metric: str) -> tuple[list[dict], dict]:
+    """One row per trial, and each trial's history by id (for the curves)."""
+    rows, histories = [], {}
+    for result in results:
+        trial_id = storage.basename(result.path)
+        run_dir = storage.join(sweep_dir, "runs", trial_id)
+        history = read_history(run_dir) if storage.exists(
+            storage.join(run_dir, "training_log.json")) else []
+        histories[trial_id] = history
+        row = {"trial_id": trial_id, **{f"param:{k}": v for k, v in result.config.items()},
+               "status": trial_status(history, result.error, max_t),
+               "error": str(result.error).splitlines()[0][:200] if result.error else "",
+               "epochs": history[-1]["epoch"] if history else 0,
+               "run_summary": storage.join(run_dir, "summary.md")}
         if history:
+            cfg = Config.from_dict(storage.read_json(storage.join(run_dir, "config.json")))
             best = best_entry(history, metric)
-            run = cfg.get("run", {})
-            gpus = run.get("workers", 1) if run.get("gpus") else 0
             hours = sum(h["time/epoch_s"] for h in history) / 3600
-            row |= {"best_val_top1": best["val/top1"], "best_epoch": best["epoch"],
-                    "balanced_acc": best["val/balanced_acc"], "pred_cv": best["val/pred_cv"],
-                    "num_classes": round(1 / best["chance/uniform"]),
-                    "top_k": cfg.get("data", {}).get("top_k", 0),
+            row |= {"best_epoch": best["epoch"], "best_val_top1": best["val/top1"],
+                    "balanced_acc": best["val/balanced_acc"],
+                    "rel_pred_cv": best["val/rel_pred_cv"], "pred_cv": best["val/pred_cv"],
+                    "true_cv": best["val/true_cv"], "num_classes": best["data/num_classes"],
                     "chance_uniform": best["chance/uniform"],
+                    "chance_best_guess": max(best["chance/majority"],
+                                             best["chance/prior_match"]),
                     "img_per_s": sum(h["train/img_per_s"] for h in history) / len(history),
-                    "gpu_hours": hours * gpus, metric: best[metric]}
-        row["run_summary"] = str(run_dir / "summary.md")
+                    "gpu_hours": hours * (cfg.run.workers if cfg.run.gpus else 0),
+                    metric: best[metric]}
         rows.append(row)
-    return rows
+    return rows, histories
 
 
 def params_label(row: dict) -> str:
@@ -61,40 +73,42 @@ def params_label(row: dict) -> str:
     return ", ".join(f"{k[6:]}={v}" for k, v in row.items() if k.startswith("param:"))
 
 
-def criteria_table(df: pd.DataFrame, metric: str) -> list[str]:
-    """The seed's targets, each against the trials it applies to, with chance beside it."""
-    ok = df[df["status"] != "error"].dropna(subset=["best_val_top1"])
-    lines = ["| criterion | result | chance | met |", "|---|---|---|---|"]
-
-    def row(name, value, chance, met):
-        mark = "n/a" if met is None else ("✓" if met else "✗")
-        lines.append(f"| {name} | {value} | {chance} | {mark} |")
-
-    for label, threshold, pick in (
-        ("top-1 > 5% on all names (500 in production)", 0.05, ok[ok["top_k"] == 0]),
-        ("top-1 > 15% on 30 names (≤ 30 names)", 0.15, ok[ok["num_classes"] <= 30]),
-    ):
+def sweep_criteria(df: pd.DataFrame, metric: str) -> list[tuple]:
+    """The seed's targets over the trials each applies to; n/a with the reason elsewhere."""
+    ok = df[df["status"] != "error"].dropna(subset=["best_val_top1"]) \
+        if "best_val_top1" in df else df.iloc[:0]
+    rows = []
+    for label, k, threshold in TARGETS:
+        pick = ok[ok["num_classes"] == k] if not ok.empty else ok
         if pick.empty:
-            row(label, "no trial", "-", None)
+            have = sorted({int(x) for x in ok["num_classes"]}) if not ok.empty else []
+            rows.append((label, f"n/a: no trial with {k} names (trials have {have})", "-", None))
             continue
         b = pick.loc[pick["best_val_top1"].idxmax()]
-        row(label, f"{b['best_val_top1']:.4f} ({int(b['num_classes'])} names, trial "
-            f"{b['trial_id']})", f"{b['chance_uniform']:.4f}", b["best_val_top1"] > threshold)
+        rows.append((label, f"{b['best_val_top1']:.4f} (trial {b['trial_id']})",
+                     f"chance {b['chance_uniform']:.4f}", bool(b["best_val_top1"] > threshold)))
     if not ok.empty:
         w = ok.loc[ok[metric].idxmax()]
-        row("prediction CV < 0.30 (winner)", f"{w['pred_cv']:.3f}", "-", w["pred_cv"] < 0.30)
+        rows.append(("winner beats the best chance guess",
+                     f"{w['best_val_top1']:.4f} (trial {w['trial_id']})",
+                     f"{w['chance_best_guess']:.4f}",
+                     bool(w["best_val_top1"] > w["chance_best_guess"])))
+        rows.append((f"winner's relative prediction CV < {REL_CV_TARGET}",
+                     f"{w['rel_pred_cv']:.3f} (seed's CV {w['pred_cv']:.3f}, "
+                     f"true {w['true_cv']:.3f})",
+                     "0 = predicted counts match true counts",
+                     bool(w["rel_pred_cv"] < REL_CV_TARGET)))
     diverged = int((df["status"] == "diverged").sum())
-    row("no divergence", f"{diverged} of {len(df)} trials diverged", "-", diverged == 0)
-    return lines
+    rows.append(("no divergence", f"{diverged} of {len(df)} trials diverged", "-", diverged == 0))
+    return rows
 
 
-def plot_curves(rows: list[dict], out_dir: Path, metric: str) -> Path:
+def plot_curves(rows: list[dict], histories: dict, metric: str) -> bytes:
     fig, ax = plt.subplots(figsize=(8, 5))
     for r in rows:
-        log = out_dir / "runs" / r["trial_id"] / "training_log.json"
-        if not log.exists():
+        h = histories.get(r["trial_id"]) or []
+        if not h:
             continue
-        h = json.loads(log.read_text())
         epochs, values = [e["epoch"] for e in h], [e[metric] for e in h]
         (line,) = ax.plot(epochs, values, marker=".", label=f"{r['trial_id']} {params_label(r)}")
         if r["status"] != "completed":
@@ -106,39 +120,44 @@ def plot_curves(rows: list[dict], out_dir: Path, metric: str) -> Path:
     ax.set_title("val curves (x = stopped by ASHA, diverged or failed)")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    path = out_dir / "curves.png"
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
-    return path
+    return buf.getvalue()
 
 
-def write_report(spec, result_grid, out_dir: Path, *, metric: str, max_t: int) -> Path:
-    rows = trial_rows(result_grid, out_dir, max_t, metric)
-    df = pd.DataFrame(rows)
-    df.to_csv(out_dir / "trials.csv", index=False)
-    plot_curves(rows, out_dir, metric)
+def render(exp, df: pd.DataFrame, rows: list[dict], metric: str, max_t: int) -> str:
     ok = df[df["status"] != "error"].dropna(subset=[metric]) if metric in df else df.iloc[:0]
-    lines = [f"# Sweep {spec.name}: experiment {spec.experiment}", "",
+    lines = [f"# Sweep {exp.name}: {exp.title}", "",
              f"{len(df)} trials, metric `{metric}`, ASHA max_t {max_t} epochs. Status: " +
              ", ".join(f"{s} {int((df['status'] == s).sum())}" for s in STATUSES), "",
-             "## Success criteria", "", *criteria_table(df, metric), ""]
+             "## Success criteria", "", *criteria_table(sweep_criteria(df, metric)), "",
+             CV_NOTE, ""]
     if not ok.empty:
         w = ok.loc[ok[metric].idxmax()]
         params = {k[6:]: w[k] for k in df.columns if k.startswith("param:")}
         lines += ["## Winner", "", f"Trial `{w['trial_id']}`: {metric} {w[metric]:.4f} at epoch "
                   f"{int(w['best_epoch'])}, balanced accuracy {w['balanced_acc']:.4f}, "
-                  f"prediction CV {w['pred_cv']:.3f}.", "",
+                  f"relative prediction CV {w['rel_pred_cv']:.3f}.", "",
                   "```json", json.dumps(params, indent=1, default=str), "```", ""]
     lines += ["## Trials", "", "| trial | params | status | epochs | best top-1 | balanced | "
-              "pred CV | img/s | run summary |", "|---|---|---|---|---|---|---|---|---|"]
+              "rel. pred CV | img/s | run summary |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        link = Path(r["run_summary"]).relative_to(out_dir)
         lines.append(f"| {r['trial_id']} | {params_label(r)} | {r['status']} | {r['epochs']} | "
                      f"{r.get('best_val_top1', float('nan')):.4f} | "
                      f"{r.get('balanced_acc', float('nan')):.4f} | "
-                     f"{r.get('pred_cv', float('nan')):.3f} | {r.get('img_per_s', 0):.0f} | "
-                     f"[summary]({link}) |")
+                     f"{r.get('rel_pred_cv', float('nan')):.3f} | {r.get('img_per_s', 0):.0f} | "
+                     f"[summary](runs/{r['trial_id']}/summary.md) |")
     lines += ["", "![val curves](curves.png)", ""]
-    path = out_dir / "summary.md"
-    path.write_text("\n".join(lines))
+    return "\n".join(lines)
+
+
+def write_report(exp, results, sweep_dir: str, *, metric: str, max_t: int) -> str:
+    rows, histories = trial_rows(results, sweep_dir, max_t, metric)
+    df = pd.DataFrame(rows)
+    storage.write_text(storage.join(sweep_dir, "trials.csv"), df.to_csv(index=False))
+    storage.write_bytes(storage.join(sweep_dir, "curves.png"),
+                        plot_curves(rows, histories, metric))
+    path = storage.join(sweep_dir, "summary.md")
+    storage.write_text(path, render(exp, df, rows, metric, max_t))
     return path

@@ -1,18 +1,15 @@
-"""Experiment 2.1: one run of the seed's recipe on all names: class-weighted (inverse) loss,
-label smoothing 0.1, AdamW with warmup + cosine, drop-path 0.1, no mixup.
+"""Experiment 2.1: the seed's recipe on all names, class-weighted (inverse) loss, label
+smoothing 0.1, AdamW with warmup + cosine, drop-path 0.1, no mixup; one run.
 
-With no arguments: the embedded demo data, micro ViT, local Ray.
+With no arguments: the embedded demo data, micro ViT, local Ray (or the running cluster).
 Production:  python sweeps/baseline.py --index-dir /mnt/efs/faces/index_files \\
-                 --preset vit_base --workers 8 --gpus
+                 --preset vit_base --workers 8 --gpus --storage /mnt/efs/raysys
+Same as `raysys sweep baseline ...`; `raysys sweep --help` lists every flag.
 """
 
-from raysys.tune import SweepSpec, grid, main
+import sys
 
-
-def spec(demo: bool) -> SweepSpec:
-    space, points = grid(loss__class_weights=["inverse"])
-    return SweepSpec("baseline", "2.1 baseline", space, points)
-
+from raysys.cli import main
 
 if __name__ == "__main__":
-    main(spec, __doc__)
+    sys.exit(main(["sweep", "baseline", *sys.argv[1:]]))

@@ -1,18 +1,15 @@
-"""Experiment 2.3: label smoothing alpha in {0.0, 0.1, 0.2}, each evaluated exactly once, with
-the rest of the seed's recipe (class-weighted loss, no mixup) and ASHA early stopping.
+"""Experiment 2.3: label smoothing 0.0 / 0.1 / 0.2, each run exactly once, with the rest
+of the seed's recipe and ASHA early stopping.
 
-With no arguments: the embedded demo data, micro ViT, local Ray (a few minutes on 2 cores).
+With no arguments: the embedded demo data, micro ViT, local Ray (or the running cluster).
 Production:  python sweeps/label_smoothing.py --index-dir /mnt/efs/faces/index_files \\
-                 --preset vit_base --workers 8 --gpus
+                 --preset vit_base --workers 8 --gpus --storage /mnt/efs/raysys
+Same as `raysys sweep label_smoothing ...`; `raysys sweep --help` lists every flag.
 """
 
-from raysys.tune import SweepSpec, grid, main
+import sys
 
-
-def spec(demo: bool) -> SweepSpec:
-    space, points = grid(loss__label_smoothing=[0.0, 0.1, 0.2])
-    return SweepSpec("label_smoothing", "2.3 label smoothing", space, points)
-
+from raysys.cli import main
 
 if __name__ == "__main__":
-    main(spec, __doc__)
+    sys.exit(main(["sweep", "label_smoothing", *sys.argv[1:]]))

@@ -1,19 +1,15 @@
-"""Experiment 2.4: top-30 against top-100 against all names. Every trial reads the one manifest
-and keeps labels < k: labels are ordered by name size, so the subset needs no relabelling.
+"""Experiment 2.4: top-30 and top-100 names against all names (labels are ordered by
+size, so top-k is labels < k; the 12-name demo compares top-4, top-8 and all).
 
-With no arguments: the embedded demo data has only 12 names, so the demo compares top-4,
-top-8 and all 12 instead.
+With no arguments: the embedded demo data, micro ViT, local Ray (or the running cluster).
 Production:  python sweeps/subset.py --index-dir /mnt/efs/faces/index_files \\
-                 --preset vit_base --workers 8 --gpus
+                 --preset vit_base --workers 8 --gpus --storage /mnt/efs/raysys
+Same as `raysys sweep subset ...`; `raysys sweep --help` lists every flag.
 """
 
-from raysys.tune import SweepSpec, grid, main
+import sys
 
-
-def spec(demo: bool) -> SweepSpec:
-    space, points = grid(data__top_k=[4, 8, 0] if demo else [30, 100, 0])
-    return SweepSpec("subset", "2.4 name subsets (0 = all names)", space, points)
-
+from raysys.cli import main
 
 if __name__ == "__main__":
-    main(spec, __doc__)
+    sys.exit(main(["sweep", "subset", *sys.argv[1:]]))

@@ -1,4 +1,8 @@
-"""Shared fixtures: small demo data made per session, a local Ray instance, the LFW folder."""
+"""Shared fixtures: small demo data made per session, a local Ray instance, the LFW folder.
+
+Tiers: tests without a `ray_local`/`ray_cluster` fixture run no Ray and take seconds
+(`make test-fast`); Ray fits and real-data tests are marked slow.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,13 @@ LFW_INDEX = LFW / "index_files"
 os.environ.setdefault("WANDB_MODE", "disabled")
 
 
+def micro(manifest, out, *sets: str):
+    """The micro preset on a manifest, written to `out`: what most Ray tests train."""
+    from raysys.config import load_config
+
+    return load_config("micro", sets=[f"data.manifest={manifest}", f"run.out={out}", *sets])
+
+
 @pytest.fixture(scope="session")
 def demo_index(tmp_path_factory) -> Path:
     """12 names, 1200 images at 64 px: learnable, and quick to decode."""
@@ -24,24 +35,29 @@ def demo_index(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_manifest(demo_index, tmp_path_factory) -> Path:
-    from raysys.manifest import ManifestOptions, build_manifest, write_manifest
+    from raysys.config import DataConfig
+    from raysys.manifest import build_manifest, write_manifest
 
     out = tmp_path_factory.mktemp("manifest") / "manifest.parquet"
-    df, report = build_manifest(demo_index, ManifestOptions(split_by="group"))
-    write_manifest(df, report, out)
+    df, report = build_manifest(DataConfig(index_dir=str(demo_index), split_by="group"))
+    write_manifest(df, report, str(out))
     return out
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def ray_local():
-    """One local Ray for the session: 4 logical CPUs on 2 cores, so a Parquet read (which wants a
-    whole free CPU) never waits behind a train worker and the preprocessing actors."""
+    """A local Ray for the tests that need one, shared while consecutive tests use it: 4
+    logical CPUs on 2 cores, so a Train worker, decode actors and tasks all fit. A simulated
+    multi-node cluster (test_multinode.py) replaces it for its own tests."""
     import ray
 
-    ray.init(address="local", num_cpus=4, num_gpus=0, object_store_memory=512 * 2**20,
-             log_to_driver=False)
+    if ray.is_initialized() and os.environ.get("RAYSYS_TEST_RAY") != "local":
+        ray.shutdown()
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=4, num_gpus=0, object_store_memory=512 * 2**20,
+                 log_to_driver=False)
+        os.environ["RAYSYS_TEST_RAY"] = "local"
     yield ray
-    ray.shutdown()
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """Each batched op, given the factors torchvision would draw, equals torchvision's functional
 op applied image by image (within 1e-5)."""
 
+import numpy as np
 import pytest
 import torch
 import torchvision.transforms.functional as TF
@@ -48,7 +49,8 @@ def test_normalize_matches_torchvision():
 
 
 def test_erase_matches_torchvision_and_draws_valid_boxes():
-    boxes, found = A.draw_erase_boxes(len(X), 20, 24, generator=torch.Generator().manual_seed(1))
+    u = torch.rand(len(X), 2 * A.ERASE_TRIES + 2, generator=torch.Generator().manual_seed(1))
+    boxes, found = A.erase_boxes(u, 20, 24)
     assert found.all()
     h, w = boxes[:, 2], boxes[:, 3]
     assert ((h * w) >= 0.02 * 480 * 0.5).all() and ((h * w) <= 0.33 * 480 * 1.5).all()
@@ -62,12 +64,15 @@ def test_erase_matches_torchvision_and_draws_valid_boxes():
 def test_batch_augment_draws_per_sample():
     aug = A.BatchAugment(AugmentConfig(), (0.5,) * 3, (0.5,) * 3, torch.device("cpu"))
     images = torch.full((64, 3, 16, 16), 128, dtype=torch.uint8)
-    out = aug(images, train=True)
+    u = A.KeyedDraws(0, train=True)({"image": images.numpy(), "label": np.zeros(64, int),
+                                     "row": np.arange(64), "epoch": np.ones(64, int)})["aug"]
+    out = aug(images, u)
     assert out.dtype == torch.float32 and out.shape == images.shape
     per_sample = out.flatten(1)
     assert per_sample.std(dim=0).max() > 0  # samples got different factors
     zero_frac = (per_sample == 0).float().mean(dim=1)
     erased = (zero_frac > 0.01).float().mean()
     assert 0.05 < erased < 0.6  # RandomErasing p=0.25
-    val = aug(images, train=False)
+    torch.testing.assert_close(aug(images, u), out)  # a function of the draws alone
+    val = aug(images)
     _close(val, torch.full_like(val, (128 / 255 - 0.5) / 0.5))

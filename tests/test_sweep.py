@@ -1,5 +1,6 @@
-"""Sweeps on a local Ray: ASHA stops trials, a bad trial is recorded, the report is complete,
-a grid runs each value once, and a SIGKILLed sweep resumes without rerunning finished trials."""
+"""Sweeps on a local Ray: ASHA stops trials and records the bad one, the report is complete,
+a grid runs each value once, the user's flags reach every trial, and a SIGKILLed sweep resumes
+without rerunning finished trials, continuing the interrupted one from its own checkpoint."""
 
 import json
 import os
@@ -12,30 +13,34 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from raysys.cli import main
 from raysys.config import load_config
-from raysys.tune import SweepSpec, grid, main, run_sweep
+from raysys.experiments import Experiment, grid
+from raysys.tune import run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
 
 
-@pytest.mark.slow
 def test_asha_sweep_stops_trials_and_records_the_bad_one(ray_local, demo_manifest, tmp_path):
     space, points = grid(optim__lr=[2e-3, 5e-4, 3e-5, 1e4])
-    spec = SweepSpec("lr_probe", "test", space, points)
+    exp = Experiment("lr_probe", "test", space, points)
     base = load_config("micro", sets=[f"data.manifest={demo_manifest}", "optim.epochs=4",
-                                      "optim.warmup_epochs=0"])
-    report = run_sweep(spec, base, tmp_path / "lr_probe", grace_period=1, reduction_factor=2)
+                                      "optim.warmup_epochs=0", "sweep.grace_period=1",
+                                      "sweep.reduction_factor=2"])
+    report = Path(run_sweep(exp, base, str(tmp_path / "lr_probe")))
     trials = pd.read_csv(tmp_path / "lr_probe" / "trials.csv")
     assert len(trials) == 4
     assert sorted(trials["param:optim.lr"]) == sorted([2e-3, 5e-4, 3e-5, 1e4])
     assert (trials["status"] == "stopped early (ASHA)").sum() >= 1, trials[["status", "epochs"]]
     bad = trials[trials["param:optim.lr"] == 1e4].iloc[0]
-    assert bad["status"] in ("diverged", "stopped early (ASHA)")
-    assert bad["epochs"] < 4
+    assert bad["status"] in ("diverged", "stopped early (ASHA)") and bad["epochs"] < 4
     summary = report.read_text()
     assert all(t in summary for t in trials["trial_id"])
-    assert "no divergence" in summary and (tmp_path / "lr_probe" / "curves.png").stat().st_size
+    assert "no divergence" in summary and "n/a: no trial with 30 names" in summary
+    assert (tmp_path / "lr_probe" / "curves.png").stat().st_size
     for t in trials["trial_id"]:
+        assert f"(runs/{t}/summary.md)" in summary
         assert (tmp_path / "lr_probe" / "runs" / t / "summary.md").exists()
 
 
@@ -43,35 +48,61 @@ def _state_says_terminated(out: Path) -> bool:
     return any("TERMINATED" in f.read_text() for f in out.glob("experiment_state-*.json"))
 
 
-@pytest.mark.slow
-def test_label_smoothing_sweep_resumes_after_sigkill(ray_local, demo_manifest, tmp_path):
+def _checkpointed(out: Path, trial: str) -> bool:
+    """Train has registered at least one checkpoint of this trial."""
+    snap = out / "runs" / trial / "checkpoints" / "checkpoint_manager_snapshot.json"
+    return snap.exists() and "checkpoint_" in snap.read_text()
+
+
+def _logs(out: Path) -> dict[str, list]:
+    logs = {}
+    for d in (out / "runs").iterdir() if (out / "runs").exists() else []:
+        try:
+            logs[d.name] = json.loads((d / "training_log.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            pass
+    return logs
+
+
+def test_sweep_resumes_after_sigkill_mid_trial(ray_local, demo_manifest, tmp_path):
     out = tmp_path / "ls"
-    args = ["--manifest", str(demo_manifest), "--preset", "micro", "--epochs", "2",
-            "--grace-period", "2", "--out", str(out)]
+    args = ["--manifest", str(demo_manifest), "--preset", "micro", "--epochs", "3",
+            "--grace-period", "3", "--out", str(out), "--set", "run.workers=2",
+            "--set", "run.cpus_per_worker=0.5", "--set", "data.batch_size=32"]
     env = dict(os.environ, RAY_ADDRESS=ray_local.get_runtime_context().gcs_address)
     proc = subprocess.Popen([sys.executable, str(ROOT / "sweeps" / "label_smoothing.py"), *args],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 400
     try:
-        while not _state_says_terminated(out):  # one trial finished, and Tune saved that
+        # One trial finished (and Tune saved that), and another is between epochs 1 and 3 with
+        # a checkpoint registered.
+        while not (_state_says_terminated(out) and any(
+                1 <= log[-1]["epoch"] < 3 and _checkpointed(out, t)
+                for t, log in _logs(out).items())):
             assert proc.poll() is None, "sweep ended before it could be killed"
-            assert time.time() < deadline, "no trial finished in time"
-            time.sleep(1)
+            assert time.time() < deadline, "no trial got that far in time"
+            time.sleep(0.5)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    finished = {d.name: d.joinpath("training_log.json").stat().st_mtime
-                for d in (out / "runs").iterdir()
-                if d.joinpath("training_log.json").exists()
-                and json.loads(d.joinpath("training_log.json").read_text())[-1]["epoch"] == 2}
-    assert finished
-    assert not (out / "trials.csv").exists()
+    before = _logs(out)
+    finished = {t: log for t, log in before.items() if log[-1]["epoch"] == 3}
+    midway = {t: log for t, log in before.items() if log[-1]["epoch"] < 3}
+    assert finished and midway and not (out / "trials.csv").exists()
+    mtimes = {t: (out / "runs" / t / "training_log.json").stat().st_mtime for t in finished}
 
-    main(lambda demo: SweepSpec("label_smoothing", "2.3", *grid(loss__label_smoothing=[
-        0.0, 0.1, 0.2])), "resume", [*args, "--resume"])
+    assert main(["sweep", "label_smoothing", *args, "--resume"]) == 0
     trials = pd.read_csv(out / "trials.csv")
-    assert sorted(trials["param:loss.label_smoothing"]) == [0.0, 0.1, 0.2]  # each exactly once
+    assert sorted(trials["param:loss.label_smoothing"]) == [0.0, 0.1, 0.2]  # each once
     assert (trials["status"] == "completed").all()
-    assert len(list((out / "runs").iterdir())) == 3
-    for name, mtime in finished.items():  # finished trials were not run again
-        assert (out / "runs" / name / "training_log.json").stat().st_mtime == mtime
+    after = _logs(out)
+    assert len(after) == 3
+    for t, mtime in mtimes.items():  # finished trials were not run again
+        assert (out / "runs" / t / "training_log.json").stat().st_mtime == mtime
+    for t, log in midway.items():  # resumed from its own checkpoint, not from epoch 1
+        assert [h["epoch"] for h in after[t]] == [1, 2, 3]
+        assert after[t][0] == log[0]  # epoch 1 came from the checkpoint, not trained again
+    # The user's --set and --epochs reached every trial, over the experiment's defaults.
+    for t in after:
+        cfg = json.loads((out / "runs" / t / "config.json").read_text())
+        assert cfg["run"]["workers"] == 2 and cfg["optim"]["epochs"] == 3

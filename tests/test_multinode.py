@@ -1,0 +1,178 @@
+"""A real multi-node Ray on this machine (`ray.cluster_utils.Cluster`): a head labelled like
+the cluster YAML's, worker nodes added as a cluster would add them, one removed as a lost
+node would be, and a local S3 server (moto) for s3:// storage.
+
+Every simulated node shares this machine's IP, so placement is checked with node ids, and
+sizes make it unambiguous: a Train worker takes 2 of a worker node's 4 CPUs, so two never
+share a node, and the head has too few CPUs for one."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pyarrow.fs as pafs
+import pytest
+
+from raysys import storage
+from raysys.config import load_config
+from raysys.experiments import Experiment, grid
+from raysys.tune import run_sweep
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+BUCKET = "raysys-test"
+FAKE_KEYS = {"AWS_ACCESS_KEY_ID": "AKIAFAKEFAKEFAKE1234", "AWS_SECRET_ACCESS_KEY":
+             "fake/secret/never/in/a/file/0123456789", "AWS_DEFAULT_REGION": "us-east-1"}
+WORKER_NODE = {"num_cpus": 4, "object_store_memory": 200 * 2**20,
+               "labels": {"raysys-role": "gpu-worker"}}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """A moto S3 server on localhost with one bucket; its endpoint and fake keys in the
+    environment before the cluster starts, so every Ray process inherits them."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    env = FAKE_KEYS | {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"]).create_bucket(Bucket=BUCKET)
+    yield env["AWS_ENDPOINT_URL"]
+    server.stop()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def cluster(s3):
+    """A head (2 CPUs, labelled raysys-role=head) and no worker node yet."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    ray.shutdown()
+    os.environ.pop("RAYSYS_TEST_RAY", None)
+    c = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 2, "object_store_memory": 300 * 2**20, "labels": {"raysys-role": "head"}})
+    ray.init(address=c.address, log_to_driver=False)
+    yield c
+    ray.shutdown()
+    c.shutdown()
+
+
+def _worker_nodes(c) -> dict[str, object]:
+    return {n.node_id: n for n in c.worker_nodes}
+
+
+def test_sweep_waits_for_nodes_then_runs_trials_at_once_into_s3(cluster, demo_manifest):
+    """The cluster has no worker node when the sweep starts (an autoscaler starting from zero):
+    concurrency comes from the target (--max-nodes), trials wait in PENDING, then run side by
+    side on two nodes, and every output lands in the bucket."""
+    space, points = grid(optim__lr=[2e-3, 1e-3])
+    exp = Experiment("two", "two trials", space, points)
+    base = load_config("micro", sets=[
+        f"data.manifest={demo_manifest}", "optim.epochs=3", "run.cpus_per_worker=2",
+        "sweep.max_concurrent=2", "sweep.max_nodes=2", "sweep.grace_period=3"])
+    sweep_dir = f"s3://{BUCKET}/exp/sweeps/two"
+    adder = threading.Timer(8.0, lambda: [cluster.add_node(**WORKER_NODE) for _ in range(2)])
+    adder.start()
+    report = run_sweep(exp, base, sweep_dir)
+    adder.join()
+    fs, root = storage.filesystem(sweep_dir)
+    files = {i.path[len(root) + 1:] for i in fs.get_file_info(pafs.FileSelector(root,
+                                                                              recursive=True))}
+    assert report == f"{sweep_dir}/summary.md" and {"summary.md", "trials.csv",
+                                                    "curves.png"} <= files
+    trials = [p.split("/")[1] for p in files if p.startswith("runs/") and p.count("/") == 2
+              and p.endswith("training_log.json")]
+    assert len(trials) == 2
+    logs = {}
+    for t in trials:
+        for name in ("best_model.pth", "predictions.npy", "results.csv", "summary.md",
+                     "config.json"):
+            assert f"runs/{t}/{name}" in files
+        assert any(p.startswith(f"runs/{t}/checkpoints/checkpoint_") for p in files)
+        logs[t] = storage.read_json(f"{sweep_dir}/runs/{t}/training_log.json")
+        assert [h["epoch"] for h in logs[t]] == [1, 2, 3]
+    a, b = logs.values()
+    # Side by side: each trial's first epoch ended before the other's last one.
+    assert a[0]["time/end"] < b[-1]["time/end"] and b[0]["time/end"] < a[-1]["time/end"]
+    assert set(a[0]["workers/nodes"]).isdisjoint(b[0]["workers/nodes"])  # different nodes
+    head = cluster.head_node.node_id
+    for log in logs.values():
+        assert head not in log[-1]["data/decoder_nodes"] and log[-1]["data/decoder_nodes"]
+        assert head not in log[0]["workers/nodes"]
+
+
+def test_train_joins_the_running_cluster_without_ray_address(cluster, demo_manifest, tmp_path):
+    """The `ray attach` case: no RAY_ADDRESS, a cluster running on this machine. `raysys train`
+    joins it (no second Ray, no 'num_cpus must not be provided'), one worker per node."""
+    def gcs_servers() -> int:
+        return int(subprocess.run(["pgrep", "-c", "gcs_server"], capture_output=True,
+                                  text=True).stdout.strip() or 0)
+
+    before = gcs_servers()
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "raysys.cli", "train", "--manifest",
+                        str(demo_manifest), "--preset", "micro", "--epochs", "2", "--workers",
+                        "2", "--set", "run.cpus_per_worker=2", "--out", str(out)],
+                       env=env, capture_output=True, text=True, timeout=400)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert gcs_servers() == before  # joined; started nothing
+    log = json.loads((out / "training_log.json").read_text())
+    nodes = log[-1]["workers/nodes"]
+    assert len(set(nodes)) == 2 and set(nodes) <= set(_worker_nodes(cluster))
+    assert "epoch 2/2" in r.stdout  # the driver printed rank 0's lines
+
+
+def test_lost_node_mid_epoch_resumes_on_the_rest(cluster, demo_manifest, tmp_path):
+    """A worker node dies mid-epoch: the run restarts from its last checkpoint on the nodes
+    left and finishes every epoch, each exactly once in the training log."""
+    from raysys.driver import fit
+    from tests.conftest import micro
+
+    cluster.add_node(**WORKER_NODE)  # three worker nodes: two remain after the loss
+    cluster.wait_for_nodes()
+    out = tmp_path / "run"
+    result: dict = {}
+    runner = threading.Thread(target=lambda: result.update(fit(micro(
+        demo_manifest, out, "optim.epochs=4", "run.workers=2", "run.cpus_per_worker=2",
+        "data.batch_size=32", "run.max_failures=2"))))
+    runner.start()
+    deadline = time.time() + 300
+    while True:
+        assert time.time() < deadline and runner.is_alive(), "no epoch finished in time"
+        try:
+            log = json.loads((out / "training_log.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            log = []
+        if log:
+            break
+        time.sleep(0.2)
+    time.sleep(1.0)  # into epoch 2
+    victim = log[0]["workers/nodes"][1]
+    cluster.remove_node(_worker_nodes(cluster)[victim])
+    runner.join(timeout=400)
+    assert not runner.is_alive() and result, "the run did not finish"
+    history = result["history"]
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+    assert victim not in history[-1]["workers/nodes"]
+    assert not history[-1]["diverged"]

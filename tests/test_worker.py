@@ -1,0 +1,137 @@
+"""The per-worker code without Ray: train_one_epoch and evaluate on in-memory batches, the
+divergence guards, and a checkpoint that resumes exactly and loads with weights_only=True."""
+
+import copy
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from timm.utils import random_seed
+
+from raysys.augment import KeyedDraws
+from raysys.checkpoint import load_state, save_state
+from raysys.config import load_config
+from raysys.keyed_random import derived_seed
+from raysys.metrics import POST_HOC_TAUS
+from raysys.worker import evaluate, make_trainee, train_one_epoch
+
+K = 4
+CPU = torch.device("cpu")
+
+
+def batches(epoch: int, steps: int = 3, batch: int = 8, seed: int = 0, train: bool = True):
+    """Learnable in-memory batches: the class sets the image's brightness."""
+    rng = np.random.default_rng(epoch)
+    out = []
+    for s in range(steps):
+        labels = rng.integers(0, K, batch)
+        images = (labels[:, None, None, None] * 60 + rng.integers(0, 20, (batch, 3, 32, 32)))
+        rows = np.arange(s * batch, (s + 1) * batch)
+        out.append(KeyedDraws(seed, train)({"image": images.astype(np.uint8), "label": labels,
+                                            "row": rows, "epoch": np.full(batch, epoch)}))
+    return out
+
+
+def trainee(*sets, steps_per_epoch=3):
+    cfg = load_config("micro", sets=["optim.epochs=4", "optim.warmup_epochs=0", *sets])
+    random_seed(0, 0)
+    return make_trainee(cfg, np.array([40.0, 30, 20, 10]), CPU, wrap=lambda m: m,
+                        steps_per_epoch=steps_per_epoch)
+
+
+def test_train_and_evaluate_on_in_memory_batches():
+    t = trainee("optim.lr=3e-3")
+    first = train_one_epoch(t, batches(1), CPU)
+    for epoch in range(2, 6):
+        last = train_one_epoch(t, batches(epoch), CPU)
+    assert not last["diverged"] and last["images"] == 24 and t.step == 15
+    assert last["train/loss"] < first["train/loss"]
+    out = evaluate(t.raw, batches(0, train=False), t.augment, torch.zeros(K), None, CPU)
+    assert set(out) >= {"row", "label", "feat", "top5", *(f"pred_tau{x}" for x in POST_HOC_TAUS)}
+    assert out["feat"].shape == (24, 64) and (out["pred_tau0.0"] == out["label"]).mean() > 0.5
+
+
+def test_huge_lr_diverges_and_stops():
+    t = trainee("optim.lr=1e6")
+    out = train_one_epoch(t, batches(1, steps=6), CPU)
+    assert out["diverged"] and t.step < 6
+
+
+def test_fp16_overflow_steps_are_skipped_not_divergence():
+    t = trainee("optim.precision=fp16")
+    t.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**24)  # overflows for a few steps
+    out = train_one_epoch(t, batches(1, steps=12), CPU)
+    assert not out["diverged"] and t.scaler.get_scale() < 2.0**24  # it skipped, then trained
+    stuck = trainee("optim.precision=fp16", "optim.max_skipped_steps=3")
+    stuck.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**100, growth_interval=10**6)
+    assert train_one_epoch(stuck, batches(1, steps=12), CPU)["diverged"]
+
+
+def _epoch(t, epoch, rank=0):
+    random_seed(derived_seed(0, epoch), rank)  # what the worker loop does per epoch
+    train_one_epoch(t, batches(epoch), CPU)
+
+
+def test_resume_is_exact_and_loads_weights_only(tmp_path):
+    sets = ["model.drop_path_rate=0.2", "augment.mixup=0.8", "augment.cutmix=1.0"]
+    t = trainee(*sets)
+    _epoch(t, 1)
+    save_state(tmp_path / "s.pt", model=t.raw, optimizer=t.optimizer, scaler=t.scaler, ema=None,
+               step=t.step, epoch=1, best=0.5, history=[{"epoch": 1, "val/top1": 0.5}])
+    for epoch in (2, 3):
+        _epoch(t, epoch)
+    expected = copy.deepcopy(t.raw.state_dict())
+
+    torch.manual_seed(123)  # a fresh process: other RNG state, other init
+    np.random.seed(7)
+    t2 = trainee(*sets)
+    meta = load_state(tmp_path / "s.pt", model=t2.raw, optimizer=t2.optimizer, scaler=t2.scaler,
+                      ema=None)
+    assert meta == {"step": 3, "epoch": 1, "best": 0.5,
+                    "history": [{"epoch": 1, "val/top1": 0.5}]}
+    t2.step = meta["step"]
+    t2.scheduler.step_update(t2.step)
+    for epoch in (2, 3):
+        _epoch(t2, epoch)
+    assert t2.optimizer.param_groups[0]["lr"] == t.optimizer.param_groups[0]["lr"]
+    for k, v in t2.raw.state_dict().items():
+        torch.testing.assert_close(v, expected[k], rtol=0, atol=0)
+
+
+def test_ranks_draw_differently_from_the_same_epoch():
+    draws = []
+    for rank in (0, 1):
+        random_seed(derived_seed(0, 3), rank)
+        draws.append(torch.rand(4))
+    assert not torch.equal(*draws)
+
+
+class Exploit:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_crafted_pickle_is_refused(tmp_path):
+    path = tmp_path / "best_model.pth"
+    path.write_bytes(pickle.dumps({"state_dict": Exploit()}))
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path, weights_only=True)
+    t = trainee()
+    with pytest.raises(pickle.UnpicklingError):
+        load_state(path, model=t.raw, optimizer=t.optimizer, scaler=t.scaler, ema=None)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_resume(tmp_path):
+    cfg = load_config("micro")
+    gpu = torch.device("cuda")
+    t = make_trainee(cfg, np.array([40.0, 30, 20, 10]), gpu, wrap=lambda m: m,
+                     steps_per_epoch=3)
+    save_state(tmp_path / "s.pt", model=t.raw, optimizer=t.optimizer, scaler=t.scaler,
+               ema=None, step=0, epoch=1, best=0.0, history=[])
+    t2 = make_trainee(cfg, np.array([40.0, 30, 20, 10]), gpu, wrap=lambda m: m,
+                      steps_per_epoch=3)
+    load_state(tmp_path / "s.pt", model=t2.raw, optimizer=t2.optimizer, scaler=t2.scaler,
+               ema=None)
+    assert next(t2.raw.parameters()).device.type == "cuda"
