@@ -11,7 +11,8 @@ import os
 import time
 from pathlib import Path
 
-from raysys.manifest import ManifestOptions, build_manifest
+from raysys.config import DataConfig
+from raysys.manifest import build_manifest
 
 LFW = Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw-names" / "index_files"
 
@@ -29,7 +30,7 @@ def main() -> None:
         best = 0.0
         for _ in range(args.repeat):
             t = time.perf_counter()
-            df, _ = build_manifest(LFW, ManifestOptions(workers=workers))
+            df, _ = build_manifest(DataConfig(index_dir=str(LFW)), processes=workers)
             best = max(best, len(df) / (time.perf_counter() - t))
         rates[workers] = best
         print(f"{len(df)} images, {workers} header-reading process(es): {best:,.0f} images/s "

@@ -1,5 +1,5 @@
 """Ray Train overhead: the same micro ViT, the same in-memory batches, the same step function
-(raysys.train.train_one_epoch), run by a bare PyTorch loop and by TorchTrainer with 1 worker,
+(raysys.worker.train_one_epoch), run by a bare PyTorch loop and by TorchTrainer with 1 worker,
 side by side in one run. Prints steady-state img/s for both and the ratio (target >= 0.95),
 and the wall time of each whole run including start-up.
 
@@ -13,17 +13,21 @@ import time
 
 import numpy as np
 import torch
-from raysys.train import make_trainee, train_one_epoch
 
+from raysys.augment import KeyedDraws
 from raysys.config import load_config
+from raysys.worker import make_trainee, train_one_epoch
 
 NUM_CLASSES = 12
 
 
-def make_batches(steps: int, batch: int, size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    g = torch.Generator().manual_seed(0)
-    return [(torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, generator=g),
-             torch.randint(0, NUM_CLASSES, (batch,), generator=g)) for _ in range(steps)]
+def make_batches(steps: int, batch: int, size: int) -> list[dict[str, torch.Tensor]]:
+    rng = np.random.default_rng(0)
+    collate = KeyedDraws(0, train=True)
+    return [collate({"image": rng.integers(0, 256, (batch, 3, size, size), np.uint8),
+                     "label": rng.integers(0, NUM_CLASSES, batch),
+                     "row": np.arange(batch) + s * batch, "epoch": np.ones(batch, np.int64)})
+            for s in range(steps)]
 
 
 def timed_epochs(loop_config: dict, wrap) -> dict:

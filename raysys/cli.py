@@ -1,4 +1,4 @@
-"""`raysys` console script: demo-data, manifest, pack, train, sweep.
+"""`raysys` console script: demo-data, manifest, pack, train, sweep, report.
 
 Every config flag maps to one config key and is parsed with that field's type. One precedence
 everywhere: preset < (an experiment's fixed settings) < --config YAML < flags < --set, and the
@@ -141,6 +141,14 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(a: argparse.Namespace) -> int:
+    from raysys import storage
+    from raysys.run_report import build_report
+
+    print(f"report: {build_report(storage.absolute(a.run_dir))}")
+    return 0
+
+
 def cmd_sweep(a: argparse.Namespace) -> int:
     from raysys import experiments, storage
     from raysys.driver import check_shared, ensure_manifest, init_ray
@@ -221,6 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_flags(t, "run", {**RUN_FLAGS, **TRAIN_FLAGS})
     add_config_args(t)
     t.set_defaults(func=cmd_train)
+
+    r = sub.add_parser("report", help="(re)build a run's summary.md, plots and attention maps")
+    r.add_argument("run_dir", help="a run folder (local path or s3://...)")
+    r.set_defaults(func=cmd_report)
 
     s = sub.add_parser("sweep", help="run one of the experiments with Ray Tune + Optuna + ASHA",
                        description="With no data flags: the embedded demo data, micro preset.")

@@ -13,6 +13,7 @@ import os
 import threading
 import time
 import uuid
+from contextlib import contextmanager, nullcontext
 
 import ray
 import ray.train
@@ -231,15 +232,26 @@ class EchoLedger:
         self.flush()
 
 
-def run_trainer(trainer, ledger) -> None:
-    """fit(), turning a stop for bad data into BadDataError with the ledger's message."""
+@contextmanager
+def bad_data_as_error(ledger):
+    """A stop for too many undecodable images surfaces as BadDataError with the ledger's
+    message (examples and the fix), not as the Ray task error that carried it."""
     try:
-        trainer.fit()
+        yield
     except Exception as e:
         fatal = ray.get(ledger.state.remote())["fatal"]
         if fatal:
             raise BadDataError(fatal) from None
         raise e
+
+
+def train(cfg: Config, callbacks: list | None = None, echo: bool = True) -> None:
+    """Build this run's data, ledger and TorchTrainer, and fit it: the part a `raysys train`
+    driver and a sweep's trial function share (a sweep prints from Tune's side instead)."""
+    source = load_checked_source(cfg)
+    ledger = create_ledger(source, cfg.data)
+    with EchoLedger(ledger) if echo else nullcontext(), bad_data_as_error(ledger):
+        build_trainer(cfg, source, ledger, callbacks).fit()
 
 
 def fit(cfg: Config, verbose: bool = False) -> dict:
@@ -248,15 +260,14 @@ def fit(cfg: Config, verbose: bool = False) -> dict:
     init_ray(cfg, verbose)
     check_shared(cfg.run.out)
     storage.write_text(storage.join(cfg.run.out, "config.json"), cfg.to_json())
-    source = load_checked_source(cfg)
-    ledger = create_ledger(source, cfg.data)
     if os.environ.get(FAULT_ENV):
         print(f"test fault injection armed: {os.environ[FAULT_ENV]}", flush=True)
-    with EchoLedger(ledger):
-        run_trainer(build_trainer(cfg, source, ledger), ledger)
+    train(cfg)
+    from raysys.run_report import build_report  # the report reads back what training wrote
+
+    build_report(cfg.run.out)
     history = read_history(cfg.run.out)
     best = best_entry(history, cfg.run.metric)
     return {"run_dir": cfg.run.out, "metric": cfg.run.metric, "best": best[cfg.run.metric],
             "best_val_top1": best["val/top1"], "best_epoch": best["epoch"],
-            "diverged": bool(history[-1]["diverged"]), "history": history,
-            "decoder_nodes": ray.get(ledger.state.remote())["decoder_nodes"]}
+            "diverged": bool(history[-1]["diverged"]), "history": history}

@@ -174,14 +174,15 @@ def _read_headers_chunk(args: tuple[list[str], int]) -> list[tuple[str, int, int
     return [read_header(p, max_pixels) for p in paths]
 
 
-def read_headers(paths: list[str], max_pixels: int, chunk: int = 256
-                 ) -> Iterator[tuple[str, int, int, int]]:
+def read_headers(paths: list[str], max_pixels: int, processes: int | None = None,
+                 chunk: int = 256) -> Iterator[tuple[str, int, int, int]]:
     """Header reads in a process pool: PIL's header parse holds the GIL, so threads don't scale."""
     chunks = [(paths[i:i + chunk], max_pixels) for i in range(0, len(paths), chunk)]
-    if len(chunks) <= 2:
+    processes = processes or os.cpu_count() or 1
+    if len(chunks) <= 2 or processes == 1:
         yield from _read_headers_chunk((paths, max_pixels))
         return
-    with ProcessPoolExecutor(os.cpu_count()) as pool:
+    with ProcessPoolExecutor(processes) as pool:
         for part in progress(pool.map(_read_headers_chunk, chunks), len(chunks), "headers"):
             yield from part
 
@@ -215,9 +216,11 @@ def group_of(path: str, group_by: str, pattern: re.Pattern | None) -> str | None
 
 # --- the manifest -----------------------------------------------------------------------------
 
-def build_manifest(data: DataConfig) -> tuple[pd.DataFrame, dict]:
-    """Rows of usable images and the data report, from data.index_dir and the split settings.
-    Raises ManifestError when nothing is usable or the split cannot train."""
+def build_manifest(data: DataConfig, processes: int | None = None
+                   ) -> tuple[pd.DataFrame, dict]:
+    """Rows of usable images and the data report, from data.index_dir and the split settings
+    (header reads in `processes` processes, default all cores). Raises ManifestError when
+    nothing is usable or the split cannot train."""
     index_dir = Path(data.index_dir).expanduser().resolve()
     if not index_dir.is_dir():
         raise ManifestError(f"{index_dir}: not a folder; data.index_dir (--index-dir) must "
@@ -225,7 +228,7 @@ def build_manifest(data: DataConfig) -> tuple[pd.DataFrame, dict]:
     bad = BadInputs()
     per_name = read_index_files(index_dir, parse_path_map(data.path_map), bad)
     rows = [(p, n) for n, paths in per_name.items() for p in paths]
-    headers = read_headers([p for p, _ in rows], data.max_pixels)
+    headers = read_headers([p for p, _ in rows], data.max_pixels, processes)
 
     pattern = re.compile(data.group_pattern) if data.group_pattern else None
     records = []

@@ -2,8 +2,8 @@
 leaves its best model, predictions and summary behind (Tune kills a trial ASHA stops before
 `fit()` returns). Every file is published whole (storage.write_with), on disk or S3.
 
-    config.json  best_model.pth  predictions.npy  true_labels.npy  val_rows.npy  names.json
-    results.csv  training_log.json  embeddings.npy  summary.md
+    config.json  best_model.pth  predictions.npy  true_labels.npy  val_rows.npy
+    confidences.npy  names.json  results.csv  training_log.json  embeddings.npy  summary.md
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 from raysys import storage
 from raysys.metrics import accuracy_spread
 
-NUMPY_OUTPUTS = ("predictions", "true_labels", "val_rows", "embeddings")
+NUMPY_OUTPUTS = ("predictions", "true_labels", "val_rows", "confidences", "embeddings")
 
 
 def npy_bytes(arr: np.ndarray) -> bytes:
@@ -78,7 +78,8 @@ TARGETS = (
 REL_CV_TARGET = 0.30
 
 
-def criteria_rows(k: int, best: dict, diverged: bool, where: str = "") -> list[tuple]:
+def criteria_rows(k: int, best: dict, diverged: bool, where: str = "",
+                  floors: dict | None = None) -> list[tuple]:
     """(criterion, result, reference, met: True/False/None = n/a). `where` names the trial."""
     rows = []
     at = f" ({where})" if where else ""
@@ -95,6 +96,11 @@ def criteria_rows(k: int, best: dict, diverged: bool, where: str = "") -> list[t
     rows.append(("balanced accuracy beats chance", f"{best['val/balanced_acc']:.4f}{at}",
                  f"1/K = {best['chance/uniform']:.4f}",
                  best["val/balanced_acc"] > best["chance/uniform"]))
+    if floors:
+        px = floors["pixel_linear"]
+        rows.append(("balanced accuracy beats the pixel-linear floor",
+                     f"{best['val/balanced_acc']:.4f}{at}", f"floor {px['balanced_acc']:.4f}",
+                     best["val/balanced_acc"] > px["balanced_acc"]))
     rows.append((f"relative prediction CV < {REL_CV_TARGET}",
                  f"{best['val/rel_pred_cv']:.3f}{at}", "0 = predicted counts match true counts",
                  best["val/rel_pred_cv"] < REL_CV_TARGET))
@@ -119,7 +125,10 @@ CV_NOTE = ("Prediction CV is judged on the *relative* CV: std/mean of predicted/
 
 # --- summary.md -------------------------------------------------------------------------------
 
-def render_summary(history: list[dict], table: pd.DataFrame | None, info: dict) -> str:
+def render_summary(history: list[dict], table: pd.DataFrame | None, info: dict,
+                   extras: dict | None = None) -> str:
+    """summary.md. The training loop writes it every epoch without `extras`; `raysys report`
+    (run_report.py) rewrites it with the floors, the analyses and the figures."""
     metric = info.get("metric", "val/top1")
     best, last = best_entry(history, metric), history[-1]
     k = len(table) if table is not None else int(round(1 / best["chance/uniform"]))
@@ -146,8 +155,12 @@ def render_summary(history: list[dict], table: pd.DataFrame | None, info: dict) 
                  " over the run")
     if info.get("error"):
         lines.append(f"- error: {info['error']}")
+    floors = (extras or {}).get("floors")
     lines += ["", "## Success criteria", "",
-              *criteria_table(criteria_rows(k, best, bool(last.get("diverged")))), "", CV_NOTE]
+              *criteria_table(criteria_rows(k, best, bool(last.get("diverged")), floors=floors)),
+              "", CV_NOTE]
+    if extras:
+        lines += render_extras(extras, best, k, info.get("class_weights", "none"))
     if table is not None:
         present = table[table["support"] > 0]
         spread = accuracy_spread(table)
@@ -164,14 +177,8 @@ def render_summary(history: list[dict], table: pd.DataFrame | None, info: dict) 
         if absent:
             lines += ["", f"Names with no val images ({len(absent)}, not ranked): " +
                       ", ".join(absent[:30]) + (" ..." if len(absent) > 30 else "")]
-    lines += ["", "## Post-hoc logit adjustment (best epoch)", "",
-              posthoc_note(info.get("class_weights", "none")), "",
-              "| tau | top-1 | balanced | relative pred CV |", "|---|---|---|---|",
-              f"| 0 | {best['val/top1']:.4f} | {best['val/balanced_acc']:.4f} | "
-              f"{best['val/rel_pred_cv']:.3f} |"]
-    lines += [f"| {t} | {best[f'posthoc_tau{t}/top1']:.4f} | "
-              f"{best[f'posthoc_tau{t}/balanced_acc']:.4f} | "
-              f"{best[f'posthoc_tau{t}/rel_pred_cv']:.3f} |" for t in posthoc_taus(best)]
+    if not extras:
+        lines += posthoc_lines(best, info.get("class_weights", "none"))
     lines += ["", "## Curves", "",
               "| epoch | lr | train loss | train acc | val top-1 | balanced | rel. pred CV | "
               "img/s |",
@@ -179,7 +186,19 @@ def render_summary(history: list[dict], table: pd.DataFrame | None, info: dict) 
     lines += [f"| {h['epoch']} | {h['train/lr']:.2e} | {h['train/loss']:.4f} | "
               f"{h['train/acc']:.4f} | {h['val/top1']:.4f} | {h['val/balanced_acc']:.4f} | "
               f"{h['val/rel_pred_cv']:.3f} | {h['train/img_per_s']:.0f} |" for h in history]
+    if extras:
+        lines += figure_lines(extras)
     return "\n".join(lines) + "\n"
+
+
+def posthoc_lines(best: dict, class_weights: str) -> list[str]:
+    lines = ["", "## Post-hoc logit adjustment (best epoch)", "", posthoc_note(class_weights), "",
+             "| tau | top-1 | balanced | relative pred CV |", "|---|---|---|---|",
+             f"| 0 | {best['val/top1']:.4f} | {best['val/balanced_acc']:.4f} | "
+             f"{best['val/rel_pred_cv']:.3f} |"]
+    return lines + [f"| {t:g} | {best[f'posthoc_tau{t}/top1']:.4f} | "
+                    f"{best[f'posthoc_tau{t}/balanced_acc']:.4f} | "
+                    f"{best[f'posthoc_tau{t}/rel_pred_cv']:.3f} |" for t in posthoc_taus(best)]
 
 
 def posthoc_taus(entry: dict) -> list[float]:
@@ -199,3 +218,95 @@ def posthoc_note(class_weights: str) -> str:
 
 def read_history(run_dir: str) -> list[dict]:
     return json.loads(storage.read_text(storage.join(run_dir, "training_log.json")))
+
+
+def render_extras(extras: dict, best: dict, k: int, class_weights: str) -> list[str]:
+    """The sections only the full report has (raysys report): floors, figures, analyses."""
+    lines: list[str] = []
+    fl = extras.get("floors")
+    if fl:
+        px, meta = fl["pixel_linear"], fl["metadata_probe"]
+        lines += ["", "## Against chance and the floors", "",
+                  "| reference (val) | top-1 | balanced accuracy |", "|---|---|---|",
+                  f"| chance: uniform guess (1/K) | {best['chance/uniform']:.4f} | "
+                  f"{best['chance/uniform']:.4f} |",
+                  f"| chance: always the largest name | {best['chance/majority']:.4f} | "
+                  f"{best['chance/uniform']:.4f} |",
+                  f"| pixel-linear floor: logistic regression on {fl['features']['pixels']} "
+                  f"| {px['top1']:.4f} | {px['balanced_acc']:.4f} |",
+                  f"| metadata probe (size, aspect, bytes, colour; no face) | "
+                  f"{meta['top1']:.4f} | {meta['balanced_acc']:.4f} |",
+                  f"| **this model** | **{best['val/top1']:.4f}** | "
+                  f"**{best['val/balanced_acc']:.4f}** |"]
+        bs = extras.get("balanced_subset")
+        if bs and bs["images"]:
+            lines.append(f"| this model, class-balanced val subset ({bs['per_name']} per name, "
+                         f"{bs['images']} images) | {bs['top1']:.4f} | "
+                         f"{bs['balanced_acc']:.4f} |")
+        outside = meta["balanced_acc"] - best["chance/uniform"]
+        lines += ["", f"Name signal outside the face: the metadata probe reaches balanced "
+                  f"accuracy {meta['balanced_acc']:.4f} against chance "
+                  f"{best['chance/uniform']:.4f} ({outside:+.4f}). "
+                  + ("That is above chance: part of what any model scores may come from "
+                     "image format, not faces." if outside > 0.02 else
+                     "That is at chance: no measurable signal in the image format.")
+                  + f" The floors use the training centre crop ({fl['center_crop']:g}) and "
+                  "balanced class weights, fitted on train and scored on val."]
+    lk = extras.get("leakage")
+    if lk:
+        lines += ["", "## Identity leakage", ""]
+        if lk["seen"]["images"] and lk["unseen"]["images"]:
+            gap = lk["seen"]["top1"] - lk["unseen"]["top1"]
+            lines += [f"- val images whose person also has train images: top-1 "
+                      f"{lk['seen']['top1']:.4f} ({lk['seen']['images']} images)",
+                      f"- val images of people never seen in training: top-1 "
+                      f"{lk['unseen']['top1']:.4f} ({lk['unseen']['images']} images)",
+                      f"- gap {gap:+.4f}: " + ("the model recognises people more than names."
+                                                if gap > 0.05 else "no large gap.")]
+        else:
+            side = "unseen" if lk["unseen"]["images"] else "seen"
+            lines.append(f"- every val image is {side} (data.split_by={lk['split_by']}): "
+                         f"top-1 {lk[side]['top1']:.4f} on {lk[side]['images']} images; "
+                         + ("person-disjoint, so no leakage is possible." if side == "unseen"
+                            else "no person-disjoint images to compare with."))
+    if "bands" in extras:
+        lines += ["", "## Accuracy by name frequency", "",
+                  "Bands by train images per name, scaled to this data set's largest name "
+                  "(production: Many > 1000, Medium 200-1000, Few < 200).", "",
+                  "| band | train images per name | names | val images | accuracy |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {r['band']} | {r['train images per name']} | {r['names']} | "
+                  f"{r['val images']} | {r['accuracy']:.4f} |" for r in extras["bands"]]
+        lines += ["", f"Calibration: ECE {extras['ece']:.4f} (15 bins)."]
+    tau = extras.get("tau")
+    if tau:
+        lines += ["", "## Skew control: post-hoc logit adjustment", "",
+                  posthoc_note(class_weights), "",
+                  "| tau | top-1 | balanced | relative pred CV |", "|---|---|---|---|"]
+        lines += [f"| {r['tau']:g} | {r['top1']:.4f} | {r['balanced_acc']:.4f} | "
+                  f"{r['rel_pred_cv']:.3f} |" for r in tau.rows]
+        lines.append("")
+        if tau.best is not None:
+            lines.append(f"tau = {tau.best['tau']:g} meets relative prediction CV < "
+                         f"{REL_CV_TARGET} with the best top-1 ({tau.best['top1']:.4f}).")
+        else:
+            lines.append(f"No tau from 0 to 1.5 brings the relative prediction CV under "
+                         f"{REL_CV_TARGET}.")
+    return lines
+
+
+def figure_lines(extras: dict) -> list[str]:
+    figures = extras.get("figures", {})
+    captions = {"curves.png": "loss and accuracy per epoch",
+                "f1_vs_train_images.png": "per-name F1 against train images",
+                "prediction_histogram.png": "predicted against true val counts",
+                "confusion_top20.png": "confusion of the 20 largest names",
+                "reliability.png": "reliability diagram",
+                "accuracy_by_frequency.png": "accuracy by name frequency",
+                "skew_control.png": "skew control", "embeddings_pca.png": "val embeddings",
+                "attention_maps/contact_sheet.png": "attention rollout (Abnar & Zuidema "
+                                                    "2020), top and bottom names by F1"}
+    shown = [f for f in captions if f in figures]
+    if not shown:
+        return []
+    return ["", "## Figures", "", *(f"![{captions[f]}]({f})" for f in shown)]

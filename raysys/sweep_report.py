@@ -73,7 +73,7 @@ def params_label(row: dict) -> str:
     return ", ".join(f"{k[6:]}={v}" for k, v in row.items() if k.startswith("param:"))
 
 
-def sweep_criteria(df: pd.DataFrame, metric: str) -> list[tuple]:
+def sweep_criteria(df: pd.DataFrame, metric: str, floors: dict | None = None) -> list[tuple]:
     """The seed's targets over the trials each applies to; n/a with the reason elsewhere."""
     ok = df[df["status"] != "error"].dropna(subset=["best_val_top1"]) \
         if "best_val_top1" in df else df.iloc[:0]
@@ -93,6 +93,11 @@ def sweep_criteria(df: pd.DataFrame, metric: str) -> list[tuple]:
                      f"{w['best_val_top1']:.4f} (trial {w['trial_id']})",
                      f"{w['chance_best_guess']:.4f}",
                      bool(w["best_val_top1"] > w["chance_best_guess"])))
+        if floors:
+            px = floors["pixel_linear"]["balanced_acc"]
+            rows.append(("winner's balanced accuracy beats the pixel-linear floor",
+                         f"{w['balanced_acc']:.4f} (trial {w['trial_id']})", f"{px:.4f}",
+                         bool(w["balanced_acc"] > px)))
         rows.append((f"winner's relative prediction CV < {REL_CV_TARGET}",
                      f"{w['rel_pred_cv']:.3f} (seed's CV {w['pred_cv']:.3f}, "
                      f"true {w['true_cv']:.3f})",
@@ -126,13 +131,22 @@ def plot_curves(rows: list[dict], histories: dict, metric: str) -> bytes:
     return buf.getvalue()
 
 
-def render(exp, df: pd.DataFrame, rows: list[dict], metric: str, max_t: int) -> str:
+def render(exp, df: pd.DataFrame, rows: list[dict], metric: str, max_t: int, floors: dict
+           ) -> str:
     ok = df[df["status"] != "error"].dropna(subset=[metric]) if metric in df else df.iloc[:0]
+    px, meta = floors["pixel_linear"], floors["metadata_probe"]
     lines = [f"# Sweep {exp.name}: {exp.title}", "",
              f"{len(df)} trials, metric `{metric}`, ASHA max_t {max_t} epochs. Status: " +
              ", ".join(f"{s} {int((df['status'] == s).sum())}" for s in STATUSES), "",
-             "## Success criteria", "", *criteria_table(sweep_criteria(df, metric)), "",
-             CV_NOTE, ""]
+             "## Success criteria", "", *criteria_table(sweep_criteria(df, metric, floors)), "",
+             CV_NOTE, "", "## Chance and the floors (val, all names of the base config)", "",
+             "| reference | top-1 | balanced accuracy |", "|---|---|---|",
+             f"| chance: uniform (1/K) | {floors['chance']['uniform']:.4f} | "
+             f"{floors['chance']['uniform']:.4f} |",
+             f"| pixel-linear floor ({floors['features']['pixels']}) | {px['top1']:.4f} | "
+             f"{px['balanced_acc']:.4f} |",
+             f"| metadata probe (no face) | {meta['top1']:.4f} | {meta['balanced_acc']:.4f} |",
+             ""]
     if not ok.empty:
         w = ok.loc[ok[metric].idxmax()]
         params = {k[6:]: w[k] for k in df.columns if k.startswith("param:")}
@@ -152,12 +166,20 @@ def render(exp, df: pd.DataFrame, rows: list[dict], metric: str, max_t: int) -> 
     return "\n".join(lines)
 
 
-def write_report(exp, results, sweep_dir: str, *, metric: str, max_t: int) -> str:
+def write_report(exp, results, sweep_dir: str, *, metric: str, max_t: int, floors: dict
+                 ) -> str:
+    """Every trial's full run report (ASHA-stopped ones included), then the sweep's."""
+    from raysys.run_report import build_report
+
+    for result in results:
+        run_dir = storage.join(sweep_dir, "runs", storage.basename(result.path))
+        if storage.exists(storage.join(run_dir, "best_model.pth")):
+            build_report(run_dir)
     rows, histories = trial_rows(results, sweep_dir, max_t, metric)
     df = pd.DataFrame(rows)
     storage.write_text(storage.join(sweep_dir, "trials.csv"), df.to_csv(index=False))
     storage.write_bytes(storage.join(sweep_dir, "curves.png"),
                         plot_curves(rows, histories, metric))
     path = storage.join(sweep_dir, "summary.md")
-    storage.write_text(path, render(exp, df, rows, metric, max_t))
+    storage.write_text(path, render(exp, df, rows, metric, max_t, floors))
     return path

@@ -20,8 +20,9 @@ from ray.tune.search.optuna import OptunaSearch
 
 from raysys import storage
 from raysys.config import Config, apply_overrides, nest, validate
-from raysys.driver import build_trainer, create_ledger, load_checked_source, run_trainer
+from raysys.driver import train
 from raysys.experiments import Experiment
+from raysys.floors import compute_floors
 
 # --- one trial --------------------------------------------------------------------------------
 
@@ -35,9 +36,7 @@ def run_trial(params: dict, base: dict, sweep_dir: str) -> None:
         "name": trial_id, "out": storage.join(sweep_dir, "runs", trial_id),
         "wandb": False}}))  # W&B logs from the Tune driver (WandbLoggerCallback)
     storage.write_text(storage.join(cfg.run.out, "config.json"), cfg.to_json())
-    source = load_checked_source(cfg)
-    ledger = create_ledger(source, cfg.data)
-    run_trainer(build_trainer(cfg, source, ledger, callbacks=[TuneReportCallback()]), ledger)
+    train(cfg, callbacks=[TuneReportCallback()], echo=False)
 
 
 # --- how many trials at once ------------------------------------------------------------------
@@ -191,4 +190,5 @@ def run_sweep(exp: Experiment, base: Config, sweep_dir: str, *, resume: bool = F
                 verbose=1 if verbose else 0),
         )
     results = tuner.fit()
-    return write_report(exp, results, sweep_dir, metric=base.run.metric, max_t=base.optim.epochs)
+    return write_report(exp, results, sweep_dir, metric=base.run.metric, max_t=base.optim.epochs,
+                        floors=compute_floors(base.data, base.run.seed))

@@ -186,16 +186,22 @@ def train_one_epoch(t: Trainee, batches: Iterable[dict], device: torch.device) -
 def evaluate(model: torch.nn.Module, batches: Iterable[dict], augment: BatchAugment,
              log_prior: torch.Tensor, amp: torch.dtype | None, device: torch.device
              ) -> dict[str, np.ndarray]:
-    """This rank's rows, labels, top-5, post-hoc predictions and pooled features. Logits are
-    cast to fp32 before any argmax: top-1 and predictions.npy come from the same numbers."""
+    """This rank's rows, labels, top-5, post-hoc predictions, confidences, NLL and pooled
+    features. Logits are cast to fp32 before any argmax: top-1 and predictions.npy come from
+    the same numbers."""
     model.eval()
     keep: dict[str, list] = {}
     for batch in batches:
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
             feats, logits = features_and_logits(model, augment(batch["image"]))
-        out = {k: v.cpu().numpy() for k, v in predictions(logits.float(), log_prior).items()}
+        logits = logits.float()
+        out = {k: v.cpu().numpy() for k, v in predictions(logits, log_prior).items()}
+        log_p = torch.log_softmax(logits, dim=1)
         out |= {"row": batch["row"].cpu().numpy(), "label": batch["label"].cpu().numpy(),
-                "feat": feats.float().cpu().numpy()}
+                "feat": feats.float().cpu().numpy(),
+                # per image: the top class's probability (calibration) and the plain NLL
+                "conf": log_p.max(dim=1).values.exp().cpu().numpy(),
+                "nll": -log_p.gather(1, batch["label"].view(-1, 1)).squeeze(1).cpu().numpy()}
         for k, v in out.items():
             keep.setdefault(k, []).append(v)
     if not keep:  # a rank with no val rows this epoch (more ranks than val blocks)
@@ -281,7 +287,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
         metrics = {"epoch": epoch, "train/loss": tr["train/loss"], "train/acc": tr["train/acc"],
                    "diverged": tr["diverged"],
                    **val_metrics(labels, val["top5"], val, counts),
+                   "val/loss": float(val["nll"].mean()) if len(labels) else float("nan"),
                    "train/lr": t.optimizer.param_groups[0]["lr"],
+                   "train/images": tr["images"],
                    "train/img_per_s": tr["images"] / max(train_time, 1e-9),
                    "data/wait_frac": tr["data/wait_s"] / max(train_time, 1e-9),
                    "time/epoch_s": time.time() - t0, "time/end": time.time(),
@@ -302,7 +310,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
                                  "feat": local_feats})
             writer.save_best(eval_model.state_dict(), epoch, {
                 "predictions": preds, "true_labels": labels, "val_rows": val["row"],
-                "embeddings": emb["feat"]}, per_class_table(labels, preds, names, counts))
+                "confidences": val["conf"], "embeddings": emb["feat"]},
+                per_class_table(labels, preds, names, counts))
         metrics["best/" + metric] = best
         history.append(metrics | extras)
         status = ("diverged" if tr["diverged"] else
@@ -329,7 +338,8 @@ def empty_eval(k: int) -> dict[str, np.ndarray]:
     from raysys.metrics import POST_HOC_TAUS
 
     return {"top5": np.zeros((0, min(5, k)), np.int64), "row": np.zeros(0, np.int64),
-            "label": np.zeros(0, np.int64),
+            "label": np.zeros(0, np.int64), "conf": np.zeros(0, np.float32),
+            "nll": np.zeros(0, np.float32),
             **{f"pred_tau{tau}": np.zeros(0, np.int64) for tau in POST_HOC_TAUS}}
 
 

@@ -6,6 +6,7 @@ Tiers: tests without a `ray_local`/`ray_cluster` fixture run no Ray and take sec
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -65,3 +66,36 @@ def lfw_index() -> Path:
     if not LFW_INDEX.is_dir():
         pytest.skip(f"{LFW_INDEX} not present")
     return LFW_INDEX
+
+
+@pytest.fixture(scope="session")
+def straight_run(demo_manifest, tmp_path_factory):
+    """One worker, 4 epochs, uninterrupted: the reference a resumed run of the same config is
+    compared with. Trained once per session, on first use."""
+    import ray
+
+    from raysys.driver import fit
+
+    if not ray.is_initialized() or os.environ.get("RAYSYS_TEST_RAY") != "local":
+        ray.shutdown()
+        ray.init(address="local", num_cpus=4, num_gpus=0, object_store_memory=512 * 2**20,
+                 log_to_driver=False)
+        os.environ["RAYSYS_TEST_RAY"] = "local"
+    out = tmp_path_factory.mktemp("straight") / "run"
+    return out, fit(micro(demo_manifest, out, "optim.epochs=4"))
+
+RELIABILITY_JSON = Path(os.environ.get("RAYSYS_RELIABILITY_JSON", "results/reliability.json"))
+
+
+@pytest.fixture(scope="session")
+def reliability_log():
+    """Each fault and bad input tried, with its outcome and what was lost; written as JSON at
+    the end of the session, the source of benchmarks/RELIABILITY.md."""
+    records: list[dict] = []
+    yield records
+    if records:
+        RELIABILITY_JSON.parent.mkdir(parents=True, exist_ok=True)
+        old = json.loads(RELIABILITY_JSON.read_text()) if RELIABILITY_JSON.exists() else []
+        mine = {r["fault"] for r in records}
+        RELIABILITY_JSON.write_text(json.dumps(
+            [r for r in old if r["fault"] not in mine] + records, indent=1))

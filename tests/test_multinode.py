@@ -3,7 +3,7 @@ the cluster YAML's, worker nodes added as a cluster would add them, one removed 
 node would be, and a local S3 server (moto) for s3:// storage.
 
 Every simulated node shares this machine's IP, so placement is checked with node ids, and
-sizes make it unambiguous: a Train worker takes 2 of a worker node's 4 CPUs, so two never
+sizes make it unambiguous: a Train worker takes 3 of a worker node's 4 CPUs, so two never
 share a node, and the head has too few CPUs for one."""
 
 import json
@@ -69,6 +69,15 @@ def cluster(s3):
 
     ray.shutdown()
     os.environ.pop("RAYSYS_TEST_RAY", None)
+    # Token authentication, as `ray start --head` has by default: the nodes started here and a
+    # driver in another process (the `ray attach` case) must agree on it.
+    from ray._private.authentication.authentication_token_setup import (
+        enable_token_auth_by_default,
+        ensure_token_if_auth_enabled,
+    )
+
+    enable_token_auth_by_default()
+    ensure_token_if_auth_enabled(None, create_token_if_missing=True)
     c = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 2, "object_store_memory": 300 * 2**20, "labels": {"raysys-role": "head"}})
     ray.init(address=c.address, log_to_driver=False)
@@ -81,20 +90,27 @@ def _worker_nodes(c) -> dict[str, object]:
     return {n.node_id: n for n in c.worker_nodes}
 
 
-def test_sweep_waits_for_nodes_then_runs_trials_at_once_into_s3(cluster, demo_manifest):
+def test_sweep_waits_for_nodes_then_runs_trials_at_once_into_s3(cluster, demo_manifest, capfd,
+                                                               reliability_log):
     """The cluster has no worker node when the sweep starts (an autoscaler starting from zero):
     concurrency comes from the target (--max-nodes), trials wait in PENDING, then run side by
     side on two nodes, and every output lands in the bucket."""
     space, points = grid(optim__lr=[2e-3, 1e-3])
     exp = Experiment("two", "two trials", space, points)
     base = load_config("micro", sets=[
-        f"data.manifest={demo_manifest}", "optim.epochs=3", "run.cpus_per_worker=2",
+        f"data.manifest={demo_manifest}", "optim.epochs=3", "run.cpus_per_worker=3",
         "sweep.max_concurrent=2", "sweep.max_nodes=2", "sweep.grace_period=3"])
     sweep_dir = f"s3://{BUCKET}/exp/sweeps/two"
-    adder = threading.Timer(8.0, lambda: [cluster.add_node(**WORKER_NODE) for _ in range(2)])
-    adder.start()
-    report = run_sweep(exp, base, sweep_dir)
-    adder.join()
+    out: dict = {}
+    sweep = threading.Thread(target=lambda: out.update(report=run_sweep(exp, base, sweep_dir)))
+    sweep.start()
+    time.sleep(8)  # trials are PENDING: no node can hold a Train worker yet
+    assert sweep.is_alive()
+    for _ in range(2):  # nodes must start from the main thread (Ray installs signal handlers)
+        cluster.add_node(**WORKER_NODE)
+    sweep.join(timeout=600)
+    assert not sweep.is_alive() and "report" in out, "the sweep did not finish"
+    report = out["report"]
     fs, root = storage.filesystem(sweep_dir)
     files = {i.path[len(root) + 1:] for i in fs.get_file_info(pafs.FileSelector(root,
                                                                               recursive=True))}
@@ -119,6 +135,20 @@ def test_sweep_waits_for_nodes_then_runs_trials_at_once_into_s3(cluster, demo_ma
     for log in logs.values():
         assert head not in log[-1]["data/decoder_nodes"] and log[-1]["data/decoder_nodes"]
         assert head not in log[0]["workers/nodes"]
+    # The fake AWS keys this cluster runs with are in no object of the bucket, nor on the
+    # console.
+    console = capfd.readouterr()
+    bucket_files = [i.path for i in fs.get_file_info(pafs.FileSelector(BUCKET, recursive=True))
+                    if i.type == pafs.FileType.File]
+    for secret in (FAKE_KEYS["AWS_ACCESS_KEY_ID"], FAKE_KEYS["AWS_SECRET_ACCESS_KEY"]):
+        assert secret not in console.out + console.err
+        for p in bucket_files:
+            with fs.open_input_stream(p) as f:
+                assert secret.encode() not in f.read(), p
+    reliability_log.append({
+        "fault": "fake AWS keys in the environment of an s3:// sweep", "tries": len(bucket_files),
+        "outcome": f"in none of the bucket's {len(bucket_files)} objects, nor on the console",
+        "lost": "-"})
 
 
 def test_train_joins_the_running_cluster_without_ray_address(cluster, demo_manifest, tmp_path):
@@ -133,7 +163,7 @@ def test_train_joins_the_running_cluster_without_ray_address(cluster, demo_manif
     out = tmp_path / "run"
     r = subprocess.run([sys.executable, "-m", "raysys.cli", "train", "--manifest",
                         str(demo_manifest), "--preset", "micro", "--epochs", "2", "--workers",
-                        "2", "--set", "run.cpus_per_worker=2", "--out", str(out)],
+                        "2", "--set", "run.cpus_per_worker=3", "--out", str(out)],
                        env=env, capture_output=True, text=True, timeout=400)
     assert r.returncode == 0, r.stderr[-3000:]
     assert gcs_servers() == before  # joined; started nothing
@@ -143,7 +173,8 @@ def test_train_joins_the_running_cluster_without_ray_address(cluster, demo_manif
     assert "epoch 2/2" in r.stdout  # the driver printed rank 0's lines
 
 
-def test_lost_node_mid_epoch_resumes_on_the_rest(cluster, demo_manifest, tmp_path):
+def test_lost_node_mid_epoch_resumes_on_the_rest(cluster, demo_manifest, tmp_path,
+                                                 reliability_log):
     """A worker node dies mid-epoch: the run restarts from its last checkpoint on the nodes
     left and finishes every epoch, each exactly once in the training log."""
     from raysys.driver import fit
@@ -154,7 +185,7 @@ def test_lost_node_mid_epoch_resumes_on_the_rest(cluster, demo_manifest, tmp_pat
     out = tmp_path / "run"
     result: dict = {}
     runner = threading.Thread(target=lambda: result.update(fit(micro(
-        demo_manifest, out, "optim.epochs=4", "run.workers=2", "run.cpus_per_worker=2",
+        demo_manifest, out, "optim.epochs=4", "run.workers=2", "run.cpus_per_worker=3",
         "data.batch_size=32", "run.max_failures=2"))))
     runner.start()
     deadline = time.time() + 300
@@ -176,3 +207,7 @@ def test_lost_node_mid_epoch_resumes_on_the_rest(cluster, demo_manifest, tmp_pat
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]
     assert victim not in history[-1]["workers/nodes"]
     assert not history[-1]["diverged"]
+    reliability_log.append({
+        "fault": "worker node removed mid-epoch (2 workers on 3 nodes)", "tries": 1,
+        "outcome": "restarted from the last checkpoint on the 2 nodes left; epochs 1-4 each "
+                   "logged once", "lost": "the interrupted epoch's progress only"})

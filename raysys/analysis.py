@@ -1,0 +1,114 @@
+"""What a run is read by, computed from its own files: calibration (ECE), accuracy by class
+frequency, a class-balanced view, identity leakage, and the post-hoc skew trade-off."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.metrics import balanced_accuracy_score
+
+# Production bands, in train images per name: Many > 1000, Medium 200-1000, Few < 200, for a
+# largest name of ~4,770 train images (alex's 5,960 at an 80/20 split).
+BANDS = (1000, 200)
+PRODUCTION_LARGEST = 4768
+
+
+def ece(confidence: np.ndarray, correct: np.ndarray, bins: int = 15
+        ) -> tuple[float, list[dict]]:
+    """Expected calibration error: the image-weighted mean |accuracy - confidence| over equal
+    -width confidence bins (Guo et al. 2017). Returns it and the per-bin table."""
+    confidence, correct = np.asarray(confidence, float), np.asarray(correct, float)
+    edges = np.linspace(0, 1, bins + 1)
+    # Bin i holds (edges[i], edges[i+1]]; a confidence of exactly 0 goes to the first bin.
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    table, total = [], 0.0
+    for i in range(bins):
+        mask = which == i
+        n = int(mask.sum())
+        acc = float(correct[mask].mean()) if n else float("nan")
+        conf = float(confidence[mask].mean()) if n else float("nan")
+        if n:
+            total += n / len(confidence) * abs(acc - conf)
+        table.append({"lo": float(edges[i]), "hi": float(edges[i + 1]), "n": n,
+                      "accuracy": acc, "confidence": conf})
+    return float(total), table
+
+
+def frequency_bands(train_counts: np.ndarray) -> tuple[float, float]:
+    """The Many/Medium/Few thresholds, scaled to this data set's largest name (never above
+    the production ones)."""
+    scale = min(1.0, float(np.max(train_counts)) / PRODUCTION_LARGEST)
+    return BANDS[0] * scale, BANDS[1] * scale
+
+
+def band_accuracy(labels: np.ndarray, preds: np.ndarray, train_counts: np.ndarray) -> list[dict]:
+    """Per-band accuracy over the val images of names in that band."""
+    many, few = frequency_bands(train_counts)
+    band_of = np.where(train_counts > many, "Many", np.where(train_counts >= few, "Medium",
+                                                             "Few"))
+    rows = []
+    for band, rule in (("Many", f"> {many:.0f}"), ("Medium", f"{few:.0f}-{many:.0f}"),
+                       ("Few", f"< {few:.0f}")):
+        names = np.flatnonzero(band_of == band)
+        mask = np.isin(labels, names)
+        rows.append({"band": band, "train images per name": rule, "names": len(names),
+                     "val images": int(mask.sum()),
+                     "accuracy": float((preds[mask] == labels[mask]).mean()) if mask.any()
+                     else float("nan")})
+    return rows
+
+
+def balanced_subset(labels: np.ndarray, preds: np.ndarray, seed: int = 0, cap: int = 50
+                    ) -> dict:
+    """Top-1 and balanced accuracy on a class-balanced val subset: the same number of images
+    per name present (the smallest name's count, at most `cap`), drawn with a fixed seed. The
+    earlier CLIP and CNN numbers were measured this way."""
+    rng = np.random.default_rng(seed)
+    present, counts = np.unique(labels, return_counts=True)
+    per = int(min(cap, counts.min())) if len(counts) else 0
+    pick = np.concatenate([rng.choice(np.flatnonzero(labels == c), per, replace=False)
+                           for c in present]) if per else np.zeros(0, int)
+    with warnings.catch_warnings():  # predictions outside the subset's names are expected
+        warnings.simplefilter("ignore", UserWarning)
+        return {"per_name": per, "images": int(len(pick)),
+                "top1": float((preds[pick] == labels[pick]).mean()) if len(pick)
+                else float("nan"),
+                "balanced_acc": float(balanced_accuracy_score(labels[pick], preds[pick]))
+                if len(pick) else float("nan")}
+
+
+def identity_leakage(val_groups: np.ndarray, train_groups: set, labels: np.ndarray,
+                     preds: np.ndarray) -> dict:
+    """Val accuracy on images whose person also has train images, and on those whose person
+    does not. A large gap says the model recognises people, not names."""
+    seen = np.array([g in train_groups for g in val_groups], dtype=bool)
+    out = {}
+    for key, mask in (("seen", seen), ("unseen", ~seen)):
+        out[key] = {"images": int(mask.sum()),
+                    "top1": float((preds[mask] == labels[mask]).mean()) if mask.any()
+                    else float("nan")}
+    return out
+
+
+@dataclass
+class TauChoice:
+    rows: list[dict]
+    best: dict | None  # the tau with relative pred CV < target and the best top-1, if any
+
+
+def tau_tradeoff(entry: dict, target: float = 0.30) -> TauChoice:
+    """Top-1, balanced accuracy and relative prediction CV for each post-hoc tau (0 = the
+    model's own argmax), and the tau that meets the CV target with the best top-1."""
+    rows = [{"tau": 0.0, "top1": entry["val/top1"], "balanced_acc": entry["val/balanced_acc"],
+             "rel_pred_cv": entry["val/rel_pred_cv"]}]
+    for key in sorted(k for k in entry if k.startswith("posthoc_tau") and k.endswith("/top1")):
+        tau = float(key.split("/")[0][len("posthoc_tau"):])
+        rows.append({"tau": tau, "top1": entry[key],
+                     "balanced_acc": entry[f"posthoc_tau{tau}/balanced_acc"],
+                     "rel_pred_cv": entry[f"posthoc_tau{tau}/rel_pred_cv"]})
+    ok = [r for r in rows if r["rel_pred_cv"] < target]
+    return TauChoice(rows, max(ok, key=lambda r: r["top1"]) if ok else None)
+
+

@@ -1,0 +1,124 @@
+"""The floors every run is judged against, computed once per manifest and split and cached
+beside the manifest (floors-<digest>.json):
+
+- **pixel-linear**: logistic regression on PCA-100 of 32x32 grayscale pixels (after the same
+  centre crop as training), trained on the train split, scored on val. A ViT that does not
+  beat a linear model on raw pixels has a recipe problem, not a data problem.
+- **metadata probe**: logistic regression on what an image is apart from the face: width,
+  height, aspect ratio, file size, mean RGB, brightness and a grayscale flag. What it scores
+  above chance is name signal outside the face (an earlier attempt was undone by an
+  aspect-ratio confound).
+
+Both use balanced class weights, like the default training loss, and report top-1 and balanced
+accuracy on val.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+from PIL import Image
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import balanced_accuracy_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from raysys import storage
+from raysys.config import DataConfig
+from raysys.data import center_fraction
+from raysys.manifest import progress, read_manifest
+
+PIXELS = 32
+META = ("width", "height", "aspect", "kbytes", "mean_r", "mean_g", "mean_b", "brightness",
+        "grayscale")
+
+
+def image_features(path: str, fraction: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """(1024 grayscale pixels in [0, 1], 5 colour statistics) or None if undecodable."""
+    try:
+        with Image.open(path) as im:
+            im.draft("RGB", (4 * PIXELS, 4 * PIXELS))
+            rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+    except Exception:
+        return None
+    mean = rgb.reshape(-1, 3).mean(axis=0)
+    gray_flag = float(np.abs(rgb - rgb.mean(axis=2, keepdims=True)).max() < 2 / 255)
+    crop = center_fraction(rgb, fraction)
+    small = Image.fromarray(np.uint8(crop * 255)).convert("L").resize((PIXELS, PIXELS),
+                                                                       Image.BILINEAR)
+    colour = np.array([*mean, float(mean @ np.array([0.299, 0.587, 0.114])), gray_flag],
+                      np.float32)
+    return np.asarray(small, np.float32).ravel() / 255.0, colour
+
+
+def _chunk(args: tuple[list[str], float]) -> list:
+    paths, fraction = args
+    return [image_features(p, fraction) for p in paths]
+
+
+def _features(paths: list[str], fraction: float, chunk: int = 256) -> list:
+    chunks = [(paths[i:i + chunk], fraction) for i in range(0, len(paths), chunk)]
+    with ProcessPoolExecutor(os.cpu_count()) as pool:
+        return [f for part in progress(pool.map(_chunk, chunks), len(chunks), "floors")
+                for f in part]
+
+
+def path_manifest(manifest: str) -> str:
+    """A packed folder's source manifest (the floors decode the original files)."""
+    if storage.is_dir(manifest):
+        return storage.read_json(storage.join(manifest, "pack.json"))["source"]
+    return manifest
+
+
+def _score(model, x_train, y_train, x_val, y_val) -> dict:
+    with warnings.catch_warnings():  # convergence chatter, and names absent from val
+        warnings.simplefilter("ignore")
+        model.fit(x_train, y_train)
+        pred = model.predict(x_val)
+        return {"top1": float((pred == y_val).mean()),
+                "balanced_acc": float(balanced_accuracy_score(y_val, pred))}
+
+
+def compute_floors(data: DataConfig, seed: int = 0) -> dict:
+    """The floors of data.manifest's split at data.top_k and data.center_crop, cached."""
+    manifest = path_manifest(data.manifest)
+    key = json.dumps({"manifest": manifest, "top_k": data.top_k,
+                      "center_crop": data.center_crop, "seed": seed, "v": 1}, sort_keys=True)
+    cache = storage.join(storage.parent(manifest), "floors-" + hashlib.blake2b(
+        key.encode(), digest_size=6).hexdigest() + ".json")
+    if storage.exists(cache):
+        return storage.read_json(cache)
+    df = read_manifest(manifest)
+    if data.top_k:
+        df = df[df["label"] < data.top_k]
+    feats = _features(df["path"].tolist(), data.center_crop)
+    ok = np.array([f is not None for f in feats])
+    df = df[ok].reset_index(drop=True)
+    pixels = np.stack([f[0] for f in feats if f is not None])
+    colour = np.stack([f[1] for f in feats if f is not None])
+    meta = np.column_stack([df["width"], df["height"], df["width"] / df["height"],
+                            df["bytes"] / 1024, colour]).astype(np.float64)
+    train = (df["split"] == "train").to_numpy()
+    y = df["label"].to_numpy()
+    components = int(min(100, train.sum() - 1, pixels.shape[1]))
+    lr = {"max_iter": 2000, "class_weight": "balanced"}
+    result = {
+        "pixel_linear": _score(make_pipeline(StandardScaler(), PCA(components, random_state=seed),
+                                             LogisticRegression(**lr)),
+                               pixels[train], y[train], pixels[~train], y[~train]),
+        "metadata_probe": _score(make_pipeline(StandardScaler(), LogisticRegression(**lr)),
+                                 meta[train], y[train], meta[~train], y[~train]),
+        "chance": {"uniform": 1.0 / len(np.unique(y))},
+        "images": {"train": int(train.sum()), "val": int((~train).sum())},
+        "features": {"pixels": f"{PIXELS}x{PIXELS} grayscale, PCA-{components}",
+                     "metadata": list(META)},
+        "center_crop": data.center_crop, "top_k": data.top_k,
+    }
+    storage.write_json(cache, result)
+    return result

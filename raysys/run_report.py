@@ -1,0 +1,133 @@
+"""`raysys report RUN_DIR`: the whole summary.md of a run, rebuilt from the run's own files
+(training calls it at the end; a sweep calls it for every trial, ASHA-stopped ones included).
+
+Adds to the live summary the training loop writes: plots (curves, F1 against train images,
+prediction histogram, confusion of the 20 largest names, reliability diagram, accuracy by
+name frequency, skew control, embedding PCA), attention-rollout maps, the floors (pixel-linear,
+metadata probe), a class-balanced view, and identity leakage.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import torch
+
+from raysys import analysis, plots, storage
+from raysys.config import Config
+from raysys.data import Preprocess
+from raysys.floors import compute_floors, path_manifest
+from raysys.manifest import read_manifest
+from raysys.model import attention_maps, attention_rollout, build_model
+from raysys.report import REL_CV_TARGET, best_entry, read_history, render_summary
+
+ATTENTION_PER_SIDE = 3  # images from the top and from the bottom names by F1
+
+
+def load_npy(run_dir: str, name: str) -> np.ndarray:
+    return np.load(io.BytesIO(storage.read_bytes(storage.join(run_dir, f"{name}.npy"))))
+
+
+def run_status(history: list[dict], epochs: int) -> str:
+    if history[-1]["diverged"]:
+        return "diverged"
+    last = history[-1]["epoch"]
+    return "finished" if last >= epochs else f"stopped at epoch {last} of {epochs}"
+
+
+def attention_figures(cfg: Config, run_dir: str, table: pd.DataFrame, rows: np.ndarray,
+                      labels: np.ndarray) -> tuple[dict[str, bytes], list[str]]:
+    """Rollout overlays for one val image of each of the top and bottom names by F1, from the
+    best model: attention_maps/<name>_<row>.png and a contact sheet."""
+    blob = torch.load(io.BytesIO(storage.read_bytes(storage.join(run_dir, "best_model.pth"))),
+                      map_location="cpu", weights_only=True)
+    model = build_model(cfg.model, len(table), cfg.data.img_size)
+    model.load_state_dict(blob["state_dict"])
+    model.eval()
+    present = table[table["support"] > 0].sort_values("f1", ascending=False)
+    picks = [*present.head(ATTENTION_PER_SIDE).index,
+             *present.tail(ATTENTION_PER_SIDE).index[::-1]]
+    picks = list(dict.fromkeys(picks))  # a tiny data set may have fewer names than 6
+    manifest = read_manifest(path_manifest(cfg.data.manifest)).set_index("row")
+    chosen = [int(rows[np.flatnonzero(labels == label)[0]]) for label in picks]
+    units = manifest.loc[chosen]
+    pre = Preprocess("val", cfg.data, tuple(cfg.augment.scale), tuple(cfg.augment.ratio), 0.0,
+                     cfg.run.seed, len(table), None)
+    batch = pre({"path": units["path"].to_numpy(), "label": units["label"].to_numpy(),
+                 "row": np.array(chosen), "epoch": np.zeros(len(chosen), np.int64),
+                 "width": units["width"].to_numpy(), "height": units["height"].to_numpy()})
+    images = batch["image"]
+    mean = torch.tensor(cfg.data.mean).view(1, 3, 1, 1)
+    std = torch.tensor(cfg.data.std).view(1, 3, 1, 1)
+    x = (torch.from_numpy(images).float() / 255 - mean) / std
+    roll = attention_rollout(attention_maps(model, x))  # (B, patches)
+    side = int(round(np.sqrt(roll.shape[1])))
+    heat = roll[:, : side * side].view(-1, side, side).numpy()
+    heat = heat / np.maximum(heat.max(axis=(1, 2), keepdims=True), 1e-12)
+    files, titles = {}, []
+    pics = [img.transpose(1, 2, 0) for img in images]
+    row_of = dict(zip(chosen, range(len(chosen)), strict=True))
+    for row, label in zip(batch["row"], batch["label"], strict=True):
+        i = row_of[int(row)]
+        name = table.loc[int(label), "name"]
+        side_label = "top" if int(label) in picks[:ATTENTION_PER_SIDE] else "bottom"
+        title = f"{name} ({side_label}, F1 {table.loc[int(label), 'f1']:.2f})"
+        titles.append(title)
+        files[f"attention_maps/{name}_{int(row)}.png"] = plots.contact_sheet(
+            [pics[i]], [heat[i]], [title])
+    files["attention_maps/contact_sheet.png"] = plots.contact_sheet(pics, list(heat), titles)
+    return files, titles
+
+
+def build_report(run_dir: str) -> str:
+    """Recompute every section and figure from the run folder; returns summary.md's path."""
+    cfg = Config.from_dict(storage.read_json(storage.join(run_dir, "config.json")))
+    history = read_history(run_dir)
+    metric = cfg.run.metric
+    best = best_entry(history, metric)
+    info = {"run_name": cfg.run.name, "arch": cfg.model.arch, "epochs": cfg.optim.epochs,
+            "metric": metric, "status": run_status(history, cfg.optim.epochs),
+            "device": "cuda" if any(h["gpu/peak_mem_gb"] > 0 for h in history) else "cpu",
+            "class_weights": cfg.loss.class_weights}
+    figures: dict[str, bytes] = {"curves.png": plots.curves(history, metric, best["epoch"])}
+    extras: dict = {"figures": figures}
+    extras["floors"] = compute_floors(cfg.data, cfg.run.seed)
+    table = None
+    if storage.exists(storage.join(run_dir, "results.csv")):
+        table = pd.read_csv(io.StringIO(storage.read_text(storage.join(run_dir,
+                                                                       "results.csv"))))
+        names = table["name"].tolist()
+        labels, preds = load_npy(run_dir, "true_labels"), load_npy(run_dir, "predictions")
+        rows, conf = load_npy(run_dir, "val_rows"), load_npy(run_dir, "confidences")
+        counts = table["train_count"].to_numpy()
+        k = len(names)
+        figures["f1_vs_train_images.png"] = plots.f1_vs_count(table)
+        figures["prediction_histogram.png"] = plots.prediction_histogram(labels, preds, k)
+        figures["confusion_top20.png"] = plots.confusion_top(labels, preds, names)
+        ece, bins = analysis.ece(conf, preds == labels)
+        figures["reliability.png"] = plots.reliability(bins, ece)
+        extras["ece"] = ece
+        extras["bands"] = analysis.band_accuracy(labels, preds, counts)
+        figures["accuracy_by_frequency.png"] = plots.bands(extras["bands"])
+        extras["balanced_subset"] = analysis.balanced_subset(labels, preds, cfg.run.seed)
+        figures["embeddings_pca.png"] = plots.embeddings_pca(load_npy(run_dir, "embeddings"),
+                                                             labels, names)
+        manifest = read_manifest(path_manifest(cfg.data.manifest))
+        if manifest["group"].notna().any():
+            train_groups = set(manifest.loc[manifest["split"] == "train", "group"])
+            group_of = dict(zip(manifest["row"], manifest["group"], strict=True))
+            extras["leakage"] = analysis.identity_leakage(
+                np.array([group_of[int(r)] for r in rows]), train_groups, labels, preds)
+            extras["leakage"]["split_by"] = cfg.data.split_by
+        attention, _ = attention_figures(cfg, run_dir, table, rows, labels)
+        figures.update(attention)
+    tau = analysis.tau_tradeoff(best, REL_CV_TARGET)
+    extras["tau"] = tau
+    figures["skew_control.png"] = plots.tau_tradeoff(tau.rows, REL_CV_TARGET)
+    for name, data in figures.items():
+        storage.write_bytes(storage.join(run_dir, name), data)
+    path = storage.join(run_dir, "summary.md")
+    storage.write_text(path, render_summary(history, table, info, extras))
+    return path

@@ -1,0 +1,245 @@
+"""Faults injected and bad input tried, each with what was lost (expected: nothing). Every
+test adds its figures to the session's reliability log (results/reliability.json), from which
+benchmarks/RELIABILITY.md is built. The lost node is in test_multinode.py, the killed sweep
+driver in test_sweep.py; they record themselves here too."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from raysys.config import DataConfig
+from raysys.driver import fit
+from raysys.manifest import build_manifest, read_manifest, write_manifest
+from tests.conftest import micro
+
+FAKE_SECRETS = {"WANDB_API_KEY": "fakewandbkey0123456789abcdef0123456789abcd",
+                "AWS_ACCESS_KEY_ID": "AKIAFAKEFAKEFAKE9999",
+                "AWS_SECRET_ACCESS_KEY": "fake/aws/secret/key/never/written/anywhere"}
+
+
+TWO_WORKERS = ("optim.epochs=3", "run.workers=2", "data.batch_size=32", "augment.mixup=0.8",
+               "model.drop_path_rate=0.1", "run.cpus_per_worker=0.5")
+
+
+@pytest.mark.slow
+def test_worker_killed_mid_epoch_restarts_from_its_checkpoint(
+        ray_local, demo_manifest, tmp_path, monkeypatch, reliability_log):
+    """Two workers (gloo). Uninterrupted, every val row (235, an odd number) is scored exactly
+    once per epoch. Then os._exit in rank 1, 0.5 s into epoch 2: the run restarts from epoch
+    1's checkpoint (max_failures=1), trains every epoch once, each rank draws after the restart
+    what it drew uninterrupted (and the ranks differ), and the final metrics match within
+    noise (two workers split the stream dynamically, so not bit for bit)."""
+    straight = fit(micro(demo_manifest, tmp_path / "a", *TWO_WORKERS))["history"]
+    df = read_manifest(str(demo_manifest))
+    val_rows = sorted(df.loc[df.split == "val", "row"])
+    assert len(val_rows) % 2 == 1 and all(h["val/images"] == len(val_rows) for h in straight)
+    assert np.load(tmp_path / "a" / "val_rows.npy").tolist() == val_rows
+
+    monkeypatch.setenv("RAYSYS_FAULT", "rank=1,epoch=2,after_s=0.5")
+    out = tmp_path / "b"
+    history = fit(micro(demo_manifest, out, *TWO_WORKERS))["history"]
+    assert (out / ".fault-fired").exists()  # the worker really died
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    for a, b in zip(straight, history, strict=True):
+        assert a["rng/fingerprint"] == b["rng/fingerprint"]
+        assert len(set(b["rng/fingerprint"])) == 2
+    assert abs(history[-1]["val/top1"] - straight[-1]["val/top1"]) < 0.1
+    assert abs(history[-1]["train/loss"] - straight[-1]["train/loss"]) < 0.15
+    reliability_log.append({
+        "fault": "Train worker process killed (os._exit) mid-epoch, 2 workers", "tries": 1,
+        "outcome": "restarted from the last checkpoint; epochs 1-3 each logged once; per-rank "
+                   "random draws equal to the uninterrupted run's",
+        "lost": f"the interrupted epoch's progress only (final val top-1 "
+                f"{history[-1]['val/top1']:.4f} vs {straight[-1]['val/top1']:.4f} "
+                "uninterrupted)"})
+
+
+def _jpeg(path: Path, seed: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = np.random.default_rng(seed).integers(0, 255, (64, 64, 3), np.uint8)
+    Image.fromarray(arr).save(path, quality=90)
+
+
+@pytest.fixture
+def mixed_index(tmp_path) -> tuple[Path, Path]:
+    """Good images for two names, plus every bad input kind, in one index folder."""
+    img, idx, elsewhere = tmp_path / "images", tmp_path / "index_files", tmp_path / "moved"
+    idx.mkdir()
+    for i in range(24):
+        _jpeg(img / "ann" / f"{i}.jpg", i)
+        _jpeg(img / "bob" / f"{i}.jpg", 100 + i)
+    Image.new("RGB", (64, 64), (200, 30, 10)).convert("P", palette=Image.ADAPTIVE).save(
+        img / "palette.gif")
+    Image.fromarray(np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)).save(
+        img / "gray16.png")
+    Image.new("L", (1500, 1500)).save(img / "bomb.png")  # > data.max_pixels=1e6 below
+    _jpeg(img / "shared.jpg", 7)
+    (img / "adir").mkdir()
+    os.symlink(img / "loop_b.jpg", img / "loop_a.jpg")
+    os.symlink(img / "loop_a.jpg", img / "loop_b.jpg")
+    _jpeg(elsewhere / "ann_far.jpg", 9)  # an image whose index path is another machine's
+    ann = [f"../images/ann/{i}.jpg" for i in range(24)] + [
+        "../images/palette.gif", "../images/gray16.png", "../images/bomb.png",
+        "../images/shared.jpg", "../images/ann/0.jpg", "../images/adir",
+        "../images/loop_a.jpg", "/data/on/another/host/ann_far.jpg"]
+    bob = [f"../images/bob/{i}.jpg" for i in range(24)] + ["../images/shared.jpg"]
+    (idx / "index_ann.json").write_text(json.dumps({"good": ann}))
+    (idx / "index_bob.json").write_text(json.dumps({"good": bob, "bad": []}))
+    (idx / "index_cat.json").write_text("{not json")
+    (idx / "index_dan.json").write_text(json.dumps({"bad": ["x.jpg"]}))
+    (idx / "index_eve.json").write_text("")
+    (idx / "index_fay.json").write_text(json.dumps({"good": []}))
+    return idx, elsewhere
+
+
+EXPECTED_BAD = {"missing": 1, "not_a_file": 1, "unreadable": 1, "too_large": 1, "conflict": 2,
+                "duplicate": 1, "malformed_json": 1, "empty_json": 1, "no_good_key": 1,
+                "no_images": 1}
+
+
+@pytest.mark.slow
+def test_bad_input_end_to_end_counted_and_nothing_leaks(
+        ray_local, mixed_index, tmp_path, monkeypatch, capfd, reliability_log):
+    """Every bad kind counted exactly in the data report; the good ones (a palette GIF and a
+    16-bit PNG among them) all train; a file that vanishes between the manifest and training
+    is dropped and counted; fake W&B and AWS keys in the environment reach no file and no
+    console line."""
+    idx, elsewhere = mixed_index
+    data = DataConfig(index_dir=str(idx), max_pixels=1_000_000, val_fraction=0.25)
+    df, report = build_manifest(data)
+    counts = {k: v["count"] for k, v in report["bad_inputs"].items()}
+    assert counts == EXPECTED_BAD
+    assert len(df) == 24 + 24 + 2  # ann, bob, and the palette GIF and 16-bit PNG
+    mapped, report2 = build_manifest(DataConfig(
+        index_dir=str(idx), max_pixels=1_000_000, val_fraction=0.25,
+        path_map=(f"/data/on/another/host={elsewhere}",)))
+    assert "missing" not in report2["bad_inputs"] and len(mapped) == len(df) + 1
+
+    write_manifest(mapped, report2, str(tmp_path / "m" / "manifest.parquet"))
+    m = read_manifest(str(tmp_path / "m" / "manifest.parquet"))
+    vanished = m[m.split == "val"].path.iloc[0]
+    os.unlink(vanished)  # between the manifest and training
+    n_train, n_val = int((m.split == "train").sum()), int((m.split == "val").sum())
+    for key, value in FAKE_SECRETS.items():
+        monkeypatch.setenv(key, value)
+    out = tmp_path / "run"
+    cfg = micro(tmp_path / "m" / "manifest.parquet", out, "optim.epochs=2",
+                f"data.batch_size={n_train}",  # one full step: every train image, every epoch
+                "data.max_bad_fraction=0.2")  # 1 of ~12 val images: over the default 1%
+    history = fit(cfg)["history"]
+    assert [h["train/images"] for h in history] == [n_train, n_train]
+    assert all(h["val/images"] == n_val - 1 and h["data/bad_images"] == 1 for h in history)
+
+    console = capfd.readouterr()
+    files = [p for p in out.rglob("*") if p.is_file()]
+    for secret in FAKE_SECRETS.values():
+        assert secret not in console.out + console.err
+        for p in files:
+            assert secret.encode() not in p.read_bytes(), p
+    reliability_log.extend([
+        {"fault": f"bad input: {kind}", "tries": n, "outcome": "counted in data_report.json "
+         "with examples; left out of the manifest", "lost": "nothing (no good image dropped)"}
+        for kind, n in EXPECTED_BAD.items()] + [
+        {"fault": "bad input: palette GIF and 16-bit PNG", "tries": 2,
+         "outcome": "decoded to RGB and trained on", "lost": "nothing"},
+        {"fault": "bad input: absolute paths from another machine, with --path-map", "tries": 1,
+         "outcome": "rewritten and used", "lost": "nothing"},
+        {"fault": "image deleted between the manifest and training", "tries": 1,
+         "outcome": "dropped inside Ray Data and counted (data/bad_images = 1 per epoch)",
+         "lost": "that image only"},
+        {"fault": "fake WANDB_API_KEY and AWS keys in the environment", "tries": len(files),
+         "outcome": f"in none of the run folder's {len(files)} files, nor on the console",
+         "lost": "-"}])
+
+
+WRITER = textwrap.dedent("""
+    import sys, torch
+    from raysys import storage
+    path, log = sys.argv[1], sys.argv[2]
+    i = 0
+    while True:  # rewrite both files forever, as a run does every epoch
+        blob = {"state_dict": {"w": torch.full((3_000_000,), float(i))}, "epoch": i}
+        storage.write_with(path, lambda t: torch.save(blob, t))
+        storage.write_json(log, [{"epoch": e} for e in range(i + 1)] * 2000)
+        i += 1
+""")
+
+
+def test_writer_killed_mid_write_leaves_the_previous_file_whole(tmp_path, reliability_log):
+    """SIGKILL while a temp file is being written: the published file is the previous version,
+    whole and loadable (writes go to a temp file that is renamed)."""
+    path, log = tmp_path / "best_model.pth", tmp_path / "training_log.json"
+    kills = 0
+    for _ in range(3):
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(log)])
+        deadline = time.time() + 60
+        try:
+            while not (path.exists() and log.exists() and list(tmp_path.glob(".*.*"))):
+                assert time.time() < deadline and proc.poll() is None
+                time.sleep(0.005)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        kills += 1
+        blob = torch.load(path, weights_only=True)
+        w = blob["state_dict"]["w"]
+        assert w.numel() == 3_000_000 and bool((w == blob["epoch"]).all())
+        assert len(json.loads(log.read_text())) % 2000 == 0
+        for tmp in tmp_path.glob(".*.*"):  # what a killed writer leaves: only its temp file
+            tmp.unlink()
+    reliability_log.append({
+        "fault": "writer SIGKILLed mid-write (best_model.pth, training_log.json)",
+        "tries": kills, "outcome": "the previous file intact and loadable every time",
+        "lost": "only the version being written"})
+
+
+@pytest.mark.slow
+def test_local_ray_binds_dashboard_to_localhost(reliability_log):
+    """A local run's dashboard listens on 127.0.0.1 only, and no Ray client server is open."""
+    import ray
+
+    ray.shutdown()  # this process's Ray: init_ray must start its own here
+    os.environ.pop("RAYSYS_TEST_RAY", None)
+    probe = textwrap.dedent("""
+        import json, ray
+        from raysys.config import load_config
+        from raysys.driver import init_ray
+
+        def listening():  # (ip, port) of every listening IPv4 TCP socket, from /proc
+            out = []
+            for line in open("/proc/net/tcp").read().splitlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                if state == "0A":
+                    ip, port = local.split(":")
+                    out.append((".".join(str(int(ip[i:i + 2], 16)) for i in (6, 4, 2, 0)),
+                                int(port, 16)))
+            return out
+
+        init_ray(load_config("micro"))
+        port = int(ray._private.worker._global_node.webui_url.rsplit(":", 1)[1])
+        listen = listening()
+        print(json.dumps({"dashboard": [l for l in listen if l[1] == port],
+                          "client": [l for l in listen if l[1] == 10001]}))
+        ray.shutdown()
+    """)
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                       timeout=180, env={k: v for k, v in os.environ.items()
+                                         if k != "RAY_ADDRESS"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    found = json.loads(r.stdout.strip().splitlines()[-1])
+    assert found["dashboard"] and all(ip == "127.0.0.1" for ip, _ in found["dashboard"])
+    assert found["client"] == []
+    reliability_log.append({
+        "fault": "network exposure of a local run", "tries": 1,
+        "outcome": f"dashboard on {found['dashboard'][0][0]}:{found['dashboard'][0][1]} only; "
+                   "no Ray client server", "lost": "-"})
