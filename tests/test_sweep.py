@@ -73,7 +73,7 @@ def test_sweep_resumes_after_sigkill_mid_trial(ray_local, demo_manifest, tmp_pat
     out = tmp_path / "ls"
     args = ["--manifest", str(demo_manifest), "--preset", "micro", "--epochs", "3",
             "--grace-period", "3", "--out", str(out), "--set", "run.workers=2",
-            "--set", "run.cpus_per_worker=0.5", "--set", "data.batch_size=32"]
+            "--set", "run.cpus_per_worker=0.5", "--set", "data.batch_size=64"]
     env = dict(os.environ, RAY_ADDRESS=ray_local.get_runtime_context().gcs_address)
     proc = subprocess.Popen([sys.executable, str(ROOT / "sweeps" / "label_smoothing.py"), *args],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
