@@ -121,6 +121,11 @@ def init_ray(cfg: Config, verbose: bool = False) -> None:
             raise
     need = cfg.run.workers * (cfg.run.cpus_per_worker + cfg.data.cpus_per_actor) + 1
     cores = os.cpu_count() or 1
+    # One machine: no node can be drained or preempted, so Train's preemption watcher (an
+    # extra process to start on every run) has nothing to watch; and the controller may poll
+    # its workers every 0.5 s instead of 2 s (it notices the end of a run 1.5 s sooner).
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
     ray.init(address="local", num_cpus=max(cores, int(need + 0.999)),
              dashboard_host="127.0.0.1", **common)
 

@@ -17,6 +17,9 @@ LFW_INDEX = LFW / "index_files"
 
 # Tests never log to W&B and never reach a network.
 os.environ.setdefault("WANDB_MODE", "disabled")
+# As init_ray sets for the local Ray it starts (the tests start their own): Train's controller
+# polls every 0.5 s, not 2 s.
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
 
 
 def micro(manifest, out, *sets: str):
