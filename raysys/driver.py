@@ -250,13 +250,13 @@ def bad_data_as_error(ledger):
         raise e
 
 
-def train(cfg: Config, callbacks: list | None = None, echo: bool = True) -> None:
+def train(cfg: Config, callbacks: list | None = None, echo: bool = True) -> ray.train.Result:
     """Build this run's data, ledger and TorchTrainer, and fit it: the part a `raysys train`
     driver and a sweep's trial function share (a sweep prints from Tune's side instead)."""
     source = load_checked_source(cfg)
     ledger = create_ledger(source, cfg.data)
     with EchoLedger(ledger) if echo else nullcontext(), bad_data_as_error(ledger):
-        build_trainer(cfg, source, ledger, callbacks).fit()
+        return build_trainer(cfg, source, ledger, callbacks).fit()
 
 
 def fit(cfg: Config, verbose: bool = False) -> dict:
@@ -267,12 +267,16 @@ def fit(cfg: Config, verbose: bool = False) -> dict:
     storage.write_text(storage.join(cfg.run.out, "config.json"), cfg.to_json())
     if os.environ.get(FAULT_ENV):
         print(f"test fault injection armed: {os.environ[FAULT_ENV]}", flush=True)
-    train(cfg)
+    result = train(cfg)
     from raysys.run_report import build_report  # the report reads back what training wrote
 
     build_report(cfg.run.out)
     history = read_history(cfg.run.out)
-    best = best_entry(history, cfg.run.metric)
-    return {"run_dir": cfg.run.out, "metric": cfg.run.metric, "best": best[cfg.run.metric],
+    metric = cfg.run.metric
+    # The best checkpoint Ray Train kept by run.metric; none if the run diverged in epoch 1.
+    kept = [m for _, m in result.best_checkpoints]
+    best = max(kept, key=lambda m: m[metric]) if kept else best_entry(history, metric)
+    return {"run_dir": cfg.run.out, "metric": metric, "best": best[metric],
             "best_val_top1": best["val/top1"], "best_epoch": best["epoch"],
+            "checkpoint": result.checkpoint.path if result.checkpoint else None,
             "diverged": bool(history[-1]["diverged"]), "history": history}

@@ -34,7 +34,7 @@ def curves(history: list[dict], metric: str, best_epoch: int) -> bytes:
     e = [h["epoch"] for h in history]
     fig, (loss, acc) = figure(1, 2, figsize=(10, 3.6))
     loss.plot(e, [h["train/loss"] for h in history], marker=".", label="train loss")
-    loss.plot(e, [h.get("val/loss", np.nan) for h in history], marker=".", label="val loss")
+    loss.plot(e, [h["val/loss"] for h in history], marker=".", label="val loss")
     acc.plot(e, [h["train/acc"] for h in history], marker=".", label="train accuracy")
     acc.plot(e, [h["val/top1"] for h in history], marker=".", label="val top-1")
     acc.plot(e, [h["val/balanced_acc"] for h in history], marker=".", label="val balanced")
@@ -117,6 +117,23 @@ def bands(rows: list[dict]) -> bytes:
            [np.nan_to_num(r["accuracy"]) for r in rows], color=["C0", "C1", "C2"])
     ax.set_ylabel("val accuracy")
     ax.set_title("accuracy by name frequency (train images)")
+    return png(fig)
+
+
+def sweep_curves(curves: list[tuple[str, list[int], list[float], str]], metric: str) -> bytes:
+    """One val curve per trial (label, epochs, values, status); x marks a trial that ended
+    before max_t (ASHA's stop, divergence or a failure)."""
+    fig, ax = figure(figsize=(8, 5))
+    for label, epochs, values, status in curves:
+        (line,) = ax.plot(epochs, values, marker=".", label=label)
+        if status != "completed":
+            ax.plot(epochs[-1], values[-1], marker="x", markersize=12, color=line.get_color())
+            ax.annotate(status.split()[0], (epochs[-1], values[-1]), fontsize=7,
+                        xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    ax.set_title("val curves per trial (x = stopped by ASHA, diverged or failed)")
+    ax.legend(fontsize=7)
     return png(fig)
 
 

@@ -64,7 +64,7 @@ class NullWriter:
 
 
 def best_entry(history: list[dict], key: str) -> dict:
-    finite = [h for h in history if not h.get("diverged") and np.isfinite(h.get(key, np.nan))]
+    finite = [h for h in history if not h["diverged"] and np.isfinite(h[key])]
     return max(finite, key=lambda h: h[key]) if finite else history[-1]
 
 
@@ -157,7 +157,7 @@ def render_summary(history: list[dict], table: pd.DataFrame | None, info: dict,
         lines.append(f"- error: {info['error']}")
     floors = (extras or {}).get("floors")
     lines += ["", "## Success criteria", "",
-              *criteria_table(criteria_rows(k, best, bool(last.get("diverged")), floors=floors)),
+              *criteria_table(criteria_rows(k, best, bool(last["diverged"]), floors=floors)),
               "", CV_NOTE]
     if extras:
         lines += render_extras(extras, best, k, info.get("class_weights", "none"))

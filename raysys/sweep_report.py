@@ -5,18 +5,13 @@ configs, read through storage, which survive an early stop."""
 
 from __future__ import annotations
 
-import io
 import json
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")  # no display on cluster heads or CI
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from raysys import storage  # noqa: E402
-from raysys.config import Config  # noqa: E402
-from raysys.report import (  # noqa: E402
+from raysys import plots, storage
+from raysys.config import Config
+from raysys.report import (
     CV_NOTE,
     REL_CV_TARGET,
     TARGETS,
@@ -109,26 +104,10 @@ def sweep_criteria(df: pd.DataFrame, metric: str, floors: dict | None = None) ->
 
 
 def plot_curves(rows: list[dict], histories: dict, metric: str) -> bytes:
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for r in rows:
-        h = histories.get(r["trial_id"]) or []
-        if not h:
-            continue
-        epochs, values = [e["epoch"] for e in h], [e[metric] for e in h]
-        (line,) = ax.plot(epochs, values, marker=".", label=f"{r['trial_id']} {params_label(r)}")
-        if r["status"] != "completed":
-            ax.plot(epochs[-1], values[-1], marker="x", markersize=12, color=line.get_color())
-            ax.annotate(r["status"].split()[0], (epochs[-1], values[-1]), fontsize=8,
-                        xytext=(4, 4), textcoords="offset points")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(metric)
-    ax.set_title("val curves (x = stopped by ASHA, diverged or failed)")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
+    return plots.sweep_curves([(f"{r['trial_id']} {params_label(r)}",
+                                [e["epoch"] for e in histories[r["trial_id"]]],
+                                [e[metric] for e in histories[r["trial_id"]]], r["status"])
+                               for r in rows if histories.get(r["trial_id"])], metric)
 
 
 def render(exp, df: pd.DataFrame, rows: list[dict], metric: str, max_t: int, floors: dict

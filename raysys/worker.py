@@ -376,7 +376,7 @@ def start_wandb(cfg: Config, loop_config: dict, rank: int):
 
         has_key = bool(os.environ.get("WANDB_API_KEY")) or _netrc_has_wandb()
         return wandb.init(project=cfg.run.wandb_project, name=loop_config["run_name"],
-                          dir=loop_config.get("wandb_dir") or None, config=cfg.to_dict(),
+                          dir=loop_config["wandb_dir"], config=cfg.to_dict(),
                           mode=os.environ.get("WANDB_MODE") or ("online" if has_key else
                                                                 "offline"))
     except Exception as e:  # logging must never cost a training run

@@ -163,14 +163,32 @@ def test_train_joins_the_running_cluster_without_ray_address(cluster, demo_manif
     out = tmp_path / "run"
     r = subprocess.run([sys.executable, "-m", "raysys.cli", "train", "--manifest",
                         str(demo_manifest), "--preset", "micro", "--epochs", "2", "--workers",
-                        "2", "--set", "run.cpus_per_worker=3", "--out", str(out)],
+                        "2", "--set", "run.cpus_per_worker=3", "--out", str(out),
+                        "--name", "2024-06-01"],  # a name YAML would turn into a date
                        env=env, capture_output=True, text=True, timeout=400)
     assert r.returncode == 0, r.stderr[-3000:]
     assert gcs_servers() == before  # joined; started nothing
     log = json.loads((out / "training_log.json").read_text())
     nodes = log[-1]["workers/nodes"]
     assert len(set(nodes)) == 2 and set(nodes) <= set(_worker_nodes(cluster))
-    assert "epoch 2/2" in r.stdout  # the driver printed rank 0's lines
+    assert "[2024-06-01] epoch 2/2" in r.stdout  # the driver printed rank 0's lines
+    assert json.loads((out / "config.json").read_text())["run"]["name"] == "2024-06-01"
+
+
+def test_a_folder_some_node_cannot_see_is_refused(cluster, tmp_path, monkeypatch):
+    """Rank 0 may write from any node: with several nodes, a local --out that one of them
+    cannot see is refused before training, saying what to pass instead. (Every simulated node
+    shares this machine's disk, so one node's view is stubbed to 'not there'.)"""
+    from raysys import driver
+
+    driver.check_shared(str(tmp_path))  # every node really sees it
+    nodes = [n["NodeID"] for n in driver.alive_nodes()]
+    assert len(nodes) >= 2
+    real = driver.node_sees
+    monkeypatch.setattr(driver, "node_sees",
+                        lambda node, path: False if node == nodes[-1] else real(node, path))
+    with pytest.raises(ValueError, match="is not visible from 1 node.*s3://"):
+        driver.check_shared(str(tmp_path))
 
 
 def test_lost_node_mid_epoch_resumes_on_the_rest(cluster, demo_manifest, tmp_path,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from raysys.cli import main
 from raysys.config import load_config
@@ -27,7 +28,8 @@ def test_asha_sweep_stops_trials_and_records_the_bad_one(ray_local, demo_manifes
     exp = Experiment("lr_probe", "test", space, points)
     base = load_config("micro", sets=[f"data.manifest={demo_manifest}", "optim.epochs=3",
                                       "optim.warmup_epochs=0", "sweep.grace_period=1",
-                                      "sweep.reduction_factor=2"])
+                                      "sweep.reduction_factor=2",
+                                      "run.metric=val/balanced_acc"])
     report = Path(run_sweep(exp, base, str(tmp_path / "lr_probe")))
     trials = pd.read_csv(tmp_path / "lr_probe" / "trials.csv")
     assert len(trials) == 3
@@ -39,7 +41,18 @@ def test_asha_sweep_stops_trials_and_records_the_bad_one(ray_local, demo_manifes
     bad_run = tmp_path / "lr_probe" / "runs" / bad["trial_id"]
     assert json.loads((bad_run / "training_log.json").read_text())[-1]["diverged"] is True
     assert "**diverged**" in (bad_run / "summary.md").read_text()
+    # run.metric chooses the best model, the best epoch, ASHA and the winner alike.
+    for t in trials.itertuples():
+        run = tmp_path / "lr_probe" / "runs" / t.trial_id
+        log = json.loads((run / "training_log.json").read_text())
+        finite = [h for h in log if not h["diverged"]]
+        if finite:
+            best = max(finite, key=lambda h: h["val/balanced_acc"])["epoch"]
+            assert t.best_epoch == best
+            assert torch.load(run / "best_model.pth", weights_only=True)["epoch"] == best
+    winner = trials.loc[trials["val/balanced_acc"].idxmax(), "trial_id"]
     summary = report.read_text()
+    assert f"Trial `{winner}`: val/balanced_acc" in summary
     assert all(t in summary for t in trials["trial_id"])
     assert "1 of 3 trials diverged" in summary and "n/a: no trial with 30 names" in summary
     assert (tmp_path / "lr_probe" / "curves.png").stat().st_size
