@@ -120,14 +120,16 @@ def time_augment(device: torch.device, batch: int = 256, reps: int = 5) -> float
     return rate(batch * reps, time.perf_counter() - t)
 
 
-def time_ray(manifest: Path, cores: int, epochs: int, augment_on_cpu: bool) -> dict:
+def time_ray(manifest: Path, cores: int, epochs: int, augment_on_cpu: bool,
+             block: int | None = None) -> dict:
     """The train stream over several epochs, consumed like the loop does. Returns the steady
     img/s (epochs after the first), the start-up before the first batch, and each later
     epoch's start-up: the gap between its first batch and the previous epoch's last, minus the
     mean gap between batches inside epochs (batches arrive in bursts, one block at a time)."""
     cfg = load_config("vit_base", sets=[
         f"data.manifest={manifest}", "data.batch_size=64", f"data.actors_per_worker={cores}",
-        "data.cpus_per_actor=1", f"optim.epochs={epochs}"])
+        "data.cpus_per_actor=1", f"optim.epochs={epochs}",
+        *([f"data.actor_batch_size={block}"] if block else [])])
     source = load_source(cfg.data)
     ledger = create_ledger(source, cfg.data)
     ds = train_stream(cfg, source, ledger)
@@ -156,6 +158,8 @@ def main() -> None:
     p.add_argument("--images", type=int, default=2048)
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--blocks", default="64,128,256,512",
+                   help="decode block sizes (data.actor_batch_size) to compare; '' skips")
     args = p.parse_args()
     torch.set_num_threads(1)
     import ray
@@ -177,6 +181,8 @@ def main() -> None:
         ray.data.DataContext.get_current().enable_progress_bars = False
         stream = time_ray(manifest, args.cores, args.epochs, augment_on_cpu=False)
         e2e = time_ray(manifest, args.cores, args.epochs, augment_on_cpu=True)
+        blocks = {int(b): time_ray(manifest, args.cores, args.epochs, False, int(b))["img_per_s"]
+                  / args.cores for b in args.blocks.split(",") if b}
         ray.shutdown()
 
     ray_cpu, ray_e2e = stream["img_per_s"] / args.cores, e2e["img_per_s"] / args.cores
@@ -193,6 +199,8 @@ def main() -> None:
     print(f"{'batched augmentation alone, CPU (1 thread), img/s':68s} {aug_cpu:10.0f}")
     if aug_gpu:
         print(f"{'batched augmentation alone, GPU, img/s':68s} {aug_gpu:10.0f}")
+    for b, r in blocks.items():
+        print(f"{'    decode block of ' + str(b) + ' images':68s} {r:10.0f} {r / naive:6.2f}x")
     print(f"start-up before the first batch (once per run): {stream['startup_s']:.1f} s")
     print("start-up per epoch after the first (boundary gap - mean gap inside epochs): "
           + ", ".join(f"{o:.2f} s" for o in stream["overhead_s"]))

@@ -171,6 +171,18 @@ PRESETS: dict[str, dict] = {
         "optim": {"epochs": 6, "warmup_epochs": 1, "base_lr": 2e-3},
         "run": {"wandb": False},
     },
+    # Small real-face data on a CPU (LFW's 20 largest names, ~2.5k train images): a 6-block
+    # ViT on 64 px crops of the central half of the frame, where LFW puts the face.
+    # benchmarks/lfw_report.md has the measurements behind each value.
+    "lfw_small": {
+        "data": {"img_size": 64, "center_crop": 0.5, "batch_size": 64,
+                 "actors_per_worker": 1.0, "cpus_per_actor": 0.5, "actor_batch_size": 128},
+        "model": {"arch": "vit_tiny_patch16_224", "patch_size": 8, "embed_dim": 192,
+                  "depth": 6, "num_heads": 3, "drop_rate": 0.0, "drop_path_rate": 0.1},
+        "augment": {"scale": (0.5, 1.0)},
+        "optim": {"epochs": 60, "warmup_epochs": 5, "base_lr": 2e-3},
+        "run": {"cpus_per_worker": 2.0, "wandb": False},
+    },
     "vit_tiny": {"model": {"arch": "vit_tiny_patch16_224"}},
     "vit_small": {"model": {"arch": "vit_small_patch16_224"}},
     "vit_base": {"model": {"arch": "vit_base_patch16_224"}},

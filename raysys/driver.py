@@ -208,10 +208,12 @@ def build_trainer(cfg: Config, source: Source, ledger, callbacks: list | None = 
 
 
 class EchoLedger:
-    """While fit() blocks, print the lines rank 0 sends to the ledger (the driver's console)."""
+    """While fit() blocks, print the lines rank 0 sends to the ledger (the driver's console),
+    and keep them, with where Ray's own logs are, in the run folder's console.log."""
 
-    def __init__(self, ledger, interval_s: float = 0.5):
-        self.ledger, self.interval = ledger, interval_s
+    def __init__(self, ledger, run_dir: str, interval_s: float = 0.5):
+        self.ledger, self.run_dir, self.interval = ledger, run_dir, interval_s
+        self.lines = [f"Ray's logs: {ray_logs_dir()} (--verbose prints them)"]
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
 
@@ -224,6 +226,7 @@ class EchoLedger:
         try:
             for line in ray.get(self.ledger.drain.remote(), timeout=30):
                 print(line, flush=True)
+                self.lines.append(line)
         except Exception:  # the console must never fail a run
             pass
 
@@ -235,6 +238,16 @@ class EchoLedger:
         self.stop.set()
         self.thread.join(timeout=5)
         self.flush()
+        try:
+            storage.write_text(storage.join(self.run_dir, "console.log"),
+                               "\n".join(self.lines) + "\n")
+        except Exception as e:  # a missing console copy is not worth losing the run's result
+            print(f"raysys: could not write console.log in {self.run_dir}: {e}", flush=True)
+
+
+def ray_logs_dir() -> str:
+    node = ray._private.worker._global_node  # the driver's view of its node
+    return node.get_logs_dir_path() if node is not None else "unknown"
 
 
 @contextmanager
@@ -255,7 +268,7 @@ def train(cfg: Config, callbacks: list | None = None, echo: bool = True) -> ray.
     driver and a sweep's trial function share (a sweep prints from Tune's side instead)."""
     source = load_checked_source(cfg)
     ledger = create_ledger(source, cfg.data)
-    with EchoLedger(ledger) if echo else nullcontext(), bad_data_as_error(ledger):
+    with EchoLedger(ledger, cfg.run.out) if echo else nullcontext(), bad_data_as_error(ledger):
         return build_trainer(cfg, source, ledger, callbacks).fit()
 
 
