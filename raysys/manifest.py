@@ -19,6 +19,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -207,6 +208,22 @@ def stable_fraction(key: str) -> float:
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") / 2**64
 
 
+def assign_groups(sizes: dict[str, int], val_fraction: float) -> set[str]:
+    """One name's identity groups -> the ones that go to val, so that the name's val share of
+    images comes close to val_fraction. A split that hashes each group alone can send a name's
+    one dominant person, and with it nearly all of the name, to val (LFW's "gerhard" kept 1 of
+    111 images for training). Groups are walked in digest order, so the choice is the same on
+    every machine, and a group joins val only when that brings the share closer to the target;
+    a group larger than twice the target stays in train."""
+    target = val_fraction * sum(sizes.values())
+    val, taken = set(), 0
+    for group in sorted(sizes, key=stable_fraction):
+        if abs(taken + sizes[group] - target) < abs(taken - target):
+            val.add(group)
+            taken += sizes[group]
+    return val
+
+
 def group_of(path: str, group_by: str, pattern: re.Pattern | None) -> str | None:
     if pattern is not None:
         m = pattern.search(path)
@@ -238,11 +255,12 @@ def build_manifest(data: DataConfig, processes: int | None = None
             continue
         rel = os.path.relpath(path, index_dir)
         group = group_of(rel, data.group_by, pattern)
-        split_key = group if data.split_by == "group" and group is not None else rel
-        split = "val" if stable_fraction(split_key) < data.val_fraction else "train"
+        split = "val" if stable_fraction(rel) < data.val_fraction else "train"
         records.append((path, name, split, group, w, h, nbytes))
     df = pd.DataFrame(records, columns=["path", "name", "split", "group", "width", "height",
                                         "bytes"])
+    if data.split_by == "group" and not df.empty:
+        df = split_by_group(df, data.val_fraction)
     if df.empty:
         raise ManifestError(f"{index_dir}: no usable images (bad inputs: {dict(bad.counts)}); "
                             "check that the index paths point at readable image files, or set "
@@ -264,6 +282,17 @@ def build_manifest(data: DataConfig, processes: int | None = None
     df["row"] = range(len(df))
     df = df[list(SCHEMA.names)]
     return df, data_report(df, names, bad, index_dir)
+
+
+def split_by_group(df: pd.DataFrame, val_fraction: float) -> pd.DataFrame:
+    """Identity-disjoint split, balanced per name (assign_groups); an image without a group
+    (the pattern did not match) keeps its per-image split."""
+    grouped = df["group"].notna()
+    sizes = df[grouped].groupby(["name", "group"]).size()
+    val = {(name, g) for name, per_name in sizes.groupby(level="name")
+           for g in assign_groups(per_name.droplevel("name").to_dict(), val_fraction)}
+    in_val = pd.MultiIndex.from_arrays([df["name"], df["group"]]).isin(val)
+    return df.assign(split=np.where(grouped, np.where(in_val, "val", "train"), df["split"]))
 
 
 def order_names(counts: pd.Series) -> list[str]:

@@ -10,7 +10,13 @@ from PIL import Image
 
 from raysys.cli import main as cli
 from raysys.config import DataConfig
-from raysys.manifest import ManifestError, build_manifest, read_manifest, stable_fraction
+from raysys.manifest import (
+    ManifestError,
+    assign_groups,
+    build_manifest,
+    read_manifest,
+    stable_fraction,
+)
 
 
 def _jpeg(path, colour=(200, 100, 50)):
@@ -92,6 +98,19 @@ def test_group_split_is_identity_disjoint(demo_index):
     sides = df.groupby("group")["split"].nunique()
     assert (sides == 1).all()
     assert set(df["split"]) == {"train", "val"}
+    share = df.groupby("name")["split"].apply(lambda s: (s == "val").mean())
+    assert share.between(0.05, 0.4).all(), share
+
+
+def test_group_split_balances_each_name():
+    """A name with one dominant person: hashing groups alone can send that person (and nearly
+    the whole name) to val; the per-name split keeps them in train and fills val with the
+    others, up to the target share."""
+    sizes = {"dominant": 90, **{f"p{i}": 2 for i in range(10)}}
+    val = assign_groups(sizes, 0.2)  # target 22 images
+    assert "dominant" not in val and sum(sizes[g] for g in val) == 20
+    assert assign_groups({"only": 50}, 0.2) == set()  # one person cannot be split
+    assert assign_groups({"a": 10, "b": 10, "c": 10, "d": 10, "e": 10}, 0.2) != set()
 
 
 def test_stable_fraction_is_a_fixed_digest():
