@@ -64,8 +64,9 @@ class NullWriter:
 
 
 def best_entry(history: list[dict], key: str) -> dict:
+    """The epoch with the highest `key`; the later one on a tie, as Ray Train ranks ties."""
     finite = [h for h in history if not h["diverged"] and np.isfinite(h[key])]
-    return max(finite, key=lambda h: h[key]) if finite else history[-1]
+    return max(reversed(finite), key=lambda h: h[key]) if finite else history[-1]
 
 
 # --- the seed's success criteria, each where it is defined ------------------------------------

@@ -304,7 +304,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
                   "rng/fingerprint": all_gather_objects(int(torch.randint(2**31, (1,)))),
                   "data/decoder_nodes": ray.get(ledger.state.remote())["decoder_nodes"]
                   if rank == 0 else []}
-        if not tr["diverged"] and metrics[metric] > best:
+        # A tie goes to the later epoch, as Ray Train's checkpoint manager ranks ties, so
+        # best_model.pth, the summary and fit()'s Result name the same epoch.
+        if not tr["diverged"] and metrics[metric] >= best:
             best = metrics[metric]
             emb = gather_by_row({"row": local.get("row", np.zeros(0, np.int64)),
                                  "feat": local_feats})

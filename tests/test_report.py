@@ -109,6 +109,13 @@ def test_names_without_val_images_are_listed_apart():
     assert best_entry([_entry(1, **{"val/top1": 0.2}), _entry(2)], "val/top1")["epoch"] == 2
 
 
+def test_a_tie_for_best_goes_to_the_later_epoch():
+    """Ray Train's checkpoint manager ranks a tie as the later checkpoint: the summary (and
+    rank 0's best_model.pth) must name the same epoch as fit()'s Result."""
+    history = [_entry(e, **{"val/top1": v}) for e, v in ((1, 0.1), (2, 0.3), (3, 0.3), (4, 0.2))]
+    assert best_entry(history, "val/top1")["epoch"] == 3
+
+
 @pytest.mark.slow
 def test_raysys_report_rebuilds_every_section_and_figure(straight_run, tmp_path):
     """`raysys report RUN_DIR` on a micro demo run: every section, every PNG a valid image."""
