@@ -88,8 +88,10 @@ def flag_tree(args: argparse.Namespace) -> dict:
 
 
 def add_config_args(p: argparse.ArgumentParser, default_preset: str = "vit_base") -> None:
-    p.add_argument("--preset", default=None, help="micro | vit_tiny | vit_small | vit_base | "
-                   f"vit_large (default {default_preset})")
+    from raysys.config import PRESETS
+
+    p.add_argument("--preset", default=None,
+                   help=f"{' | '.join(PRESETS)} (default {default_preset})")
     p.add_argument("--config", help="YAML file of {section: {key: value}}")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="config override, repeatable, applied last, e.g. "
