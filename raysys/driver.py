@@ -236,18 +236,21 @@ class EchoLedger:
 
     def __exit__(self, *exc) -> None:
         self.stop.set()
-        self.thread.join(timeout=5)
+        self.thread.join()  # its last drain ends within ray.get's timeout
         self.flush()
-        try:
-            storage.write_text(storage.join(self.run_dir, "console.log"),
-                               "\n".join(self.lines) + "\n")
+        path = storage.join(self.run_dir, "console.log")
+        try:  # a resumed run adds its lines to the earlier attempts'
+            earlier = storage.read_text(path) if storage.exists(path) else ""
+            storage.write_text(path, earlier + "\n".join(self.lines) + "\n")
         except Exception as e:  # a missing console copy is not worth losing the run's result
             print(f"raysys: could not write console.log in {self.run_dir}: {e}", flush=True)
 
 
 def ray_logs_dir() -> str:
-    node = ray._private.worker._global_node  # the driver's view of its node
-    return node.get_logs_dir_path() if node is not None else "unknown"
+    try:
+        return ray._private.worker._global_node.get_logs_dir_path()  # the driver's node
+    except Exception:  # private API: the console must never fail a run
+        return "unknown"
 
 
 @contextmanager

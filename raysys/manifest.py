@@ -285,13 +285,17 @@ def build_manifest(data: DataConfig, processes: int | None = None
 
 
 def split_by_group(df: pd.DataFrame, val_fraction: float) -> pd.DataFrame:
-    """Identity-disjoint split, balanced per name (assign_groups); an image without a group
-    (the pattern did not match) keeps its per-image split."""
+    """Identity-disjoint split, balanced per name (assign_groups). A person listed under two
+    names is placed once, with the name that holds most of their images, so they are on one
+    side everywhere; an image without a group (the pattern did not match) keeps its per-image
+    split."""
     grouped = df["group"].notna()
-    sizes = df[grouped].groupby(["name", "group"]).size()
-    val = {(name, g) for name, per_name in sizes.groupby(level="name")
-           for g in assign_groups(per_name.droplevel("name").to_dict(), val_fraction)}
-    in_val = pd.MultiIndex.from_arrays([df["name"], df["group"]]).isin(val)
+    sizes = df[grouped].groupby("group").size()
+    owner = df[grouped].groupby("group")["name"].agg(lambda names: names.value_counts().index[0])
+    val = set()
+    for _, groups in owner.groupby(owner):
+        val |= assign_groups(sizes[groups.index].to_dict(), val_fraction)
+    in_val = df["group"].isin(val)
     return df.assign(split=np.where(grouped, np.where(in_val, "val", "train"), df["split"]))
 
 

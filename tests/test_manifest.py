@@ -113,6 +113,24 @@ def test_group_split_balances_each_name():
     assert assign_groups({"a": 10, "b": 10, "c": 10, "d": 10, "e": 10}, 0.2) != set()
 
 
+def test_a_person_under_two_names_stays_on_one_side(tmp_path):
+    idx = tmp_path / "idx"
+    idx.mkdir()
+    index = {"ann": [], "bob": []}
+    for p in range(12):
+        for i in range(3):
+            _jpeg(tmp_path / "images" / f"p{p}" / f"{i}.jpg")
+            index["ann" if p < 6 else "bob"].append(f"../images/p{p}/{i}.jpg")
+    for p in range(6):  # each of ann's people also has one image listed under bob
+        _jpeg(tmp_path / "images" / f"p{p}" / "9.jpg")
+        index["bob"].append(f"../images/p{p}/9.jpg")
+    for name, paths in index.items():
+        (idx / f"index_{name}.json").write_text(json.dumps({"good": paths}))
+    df, _ = build_manifest(DataConfig(index_dir=str(idx), split_by="group", val_fraction=0.3))
+    assert (df.groupby("group")["split"].nunique() == 1).all()
+    assert set(df["split"]) == {"train", "val"}
+
+
 def test_stable_fraction_is_a_fixed_digest():
     # Golden values: any change of digest would silently reshuffle every existing split.
     assert stable_fraction("a/b.jpg") == 0.40596623609383115
