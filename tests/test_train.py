@@ -59,6 +59,10 @@ def test_learns_with_every_output_and_resumes_exactly(straight_run, demo_manifes
                 "--out", str(out)]) == 0
     resumed = _log(out)
     assert [h["epoch"] for h in resumed] == [1, 2, 3, 4]
+    console = (out / "console.log").read_text()  # both attempts' lines, in order
+    assert console.count("Ray's logs: ") == 2
+    assert console.index("epoch 2/4") < console.index("resumed at epoch 3") < console.index(
+        "epoch 4/4")
     assert resumed[:2] == first["history"]  # epochs 1-2 come from the checkpoint
     for a, b in zip(history, resumed, strict=True):
         for key in EXACT:
