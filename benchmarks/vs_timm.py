@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 
 from raysys.config import DataConfig
 from raysys.manifest import build_manifest, write_manifest
+from raysys.report import read_history
 
 LFW = Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw-names" / "index_files"
 MODEL = {"patch_size": 8, "embed_dim": 128, "depth": 4, "num_heads": 4}
@@ -78,7 +78,7 @@ def main() -> None:
               "--set", f"run.cpus_per_worker={os.cpu_count()}",
               *[x for k, v in MODEL.items() for x in ("--set", f"model.{k}={v}")]]
     results = {"raysys": {"seconds": timed(raysys, work / "raysys.log")}}
-    log = json.loads((work / "raysys" / "training_log.json").read_text())
+    log = read_history(str(work / "raysys"))
     results["raysys"]["val_top1"] = max(h["val/top1"] for h in log)
 
     if a.timm_train and Path(a.timm_train).exists():
