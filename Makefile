@@ -14,11 +14,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# ruff, and the import-linter contracts in pyproject.toml (the stages import one way only).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 test: $(STAMP) lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 # Everything but the slow real-data tests: for every edit.
 test-fast: $(STAMP)

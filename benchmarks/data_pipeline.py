@@ -26,10 +26,14 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
-from raysys.augment import BatchAugment, KeyedDraws
 from raysys.config import AugmentConfig, DataConfig, load_config, steps_per_epoch
-from raysys.data import Preprocess, create_ledger, load_source, train_stream
-from raysys.manifest import build_manifest, read_manifest, write_manifest
+from raysys.data.decode import Crops
+from raysys.data.ledger import create_ledger
+from raysys.data.manifest import build_manifest, read_manifest, write_manifest
+from raysys.data.source import load_source
+from raysys.data.stream import train_stream
+from raysys.model.augment import BatchAugment
+from raysys.train.shards import KeyedDraws
 
 LFW = Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw-names" / "index_files"
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -51,7 +55,7 @@ def make_images(out: Path, n: int) -> tuple[Path, str]:
         (idx / "index_face.json").write_text(json.dumps({"good": paths}))
         origin = "LFW upscaled to 512 px"
     else:
-        from raysys.demo_data import generate
+        from raysys.data.demo import generate
 
         idx = generate(out, names=8, size=512, images=n)
         origin = "demo faces at 512 px"
@@ -95,14 +99,14 @@ def time_naive(paths: list[str], cores: int) -> float:
 def time_cpu_stage(manifest: Path, n: int) -> float:
     """The decode actor's work alone, one core, in-process, on the manifest's first n rows."""
     cfg = load_config("vit_base")
-    pre = Preprocess("train", cfg.data, (0.8, 1.0), (3 / 4, 4 / 3), 0.5, 0, 1, None)
+    crops = Crops(cfg.data, cfg.augment, seed=0, train=True)
     df = read_manifest(str(manifest)).head(n)
-    units = {c: df[c].to_numpy() for c in ("path", "label", "row", "width", "height")}
-    units["epoch"] = np.ones(n, np.int64)
-    pre({k: v[:8] for k, v in units.items()})  # warm-up
+    paths, rows = df["path"].tolist(), df["row"].to_numpy()
+    short, epoch = np.minimum(df["width"], df["height"]).to_numpy(), np.ones(n, np.int64)
+    crops([None] * 8, paths[:8], short[:8], epoch[:8], rows[:8])  # warm-up
     t = time.perf_counter()
-    out = pre(units)
-    assert len(out["row"]) == n
+    _, ok, _ = crops([None] * n, paths, short, epoch, rows)
+    assert ok.all()
     return rate(n, time.perf_counter() - t)
 
 

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from raysys.augment import KeyedDraws
 from raysys.config import load_config
-from raysys.worker import make_trainee, train_one_epoch
+from raysys.model.step import make_trainee, train_one_epoch
+from raysys.train.shards import KeyedDraws
 
 GFLOP_PER_TRAIN_IMAGE = {"vit_base": 105.6, "micro": 0.03}  # fwd + bwd, ~3x the forward
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0}
@@ -80,9 +80,9 @@ def synthetic(preset: str, device: torch.device, steps: int, compile_: bool) -> 
 
 def full_path(preset: str, gpu: bool, images: int, epochs: int, work: Path) -> dict:
     """Ray Data from packed shards of 512 px JPEGs -> TorchTrainer, then a resume."""
-    from raysys.demo_data import generate
-    from raysys.driver import ensure_manifest, fit
-    from raysys.pack import pack
+    from raysys.data.demo import generate
+    from raysys.data.pack import pack
+    from raysys.train.run import ensure_manifest, fit
 
     index = generate(work / "demo", names=max(4, min(48, images // 16)), size=512,
                      images=images, seed=0)

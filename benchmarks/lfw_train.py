@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from raysys.config import load_config
-from raysys.driver import fit
+from raysys.train.run import fit
 
 LFW = Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw-names" / "index_files"
 

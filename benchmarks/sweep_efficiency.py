@@ -17,10 +17,11 @@ import pandas as pd
 import ray
 
 from raysys.config import DataConfig, load_config
-from raysys.demo_data import generate
-from raysys.driver import ensure_manifest, quiet_ray
-from raysys.experiments import Experiment, grid
-from raysys.tune import run_sweep
+from raysys.data.demo import generate
+from raysys.sweep.experiments import Experiment, grid
+from raysys.sweep.runner import run_sweep
+from raysys.train.cluster import quiet_ray
+from raysys.train.run import ensure_manifest
 
 # Twelve configurations: learning rate x label smoothing, in a neutral order (not best-first).
 LRS = [1e-3, 3e-5, 4e-3, 1e-4, 2e-3, 3e-4]
@@ -60,7 +61,7 @@ def main() -> None:
                           "winner": (winner["param:optim.lr"],
                                      winner["param:loss.label_smoothing"]),
                           "best": winner["val/top1"],
-                          "stopped": int((trials["status"] == "stopped early (ASHA)").sum())}
+                          "stopped": int((trials["status"] == "stopped early").sum())}
         tables[label] = trials
     g, a = results["full grid"], results["ASHA"]
     print(f"\n{'':10s} {'epochs':>7s} {'minutes':>8s} {'stopped':>8s} {'winner (lr, ls)':>18s} "

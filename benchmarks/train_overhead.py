@@ -1,5 +1,5 @@
 """Ray Train overhead: the same micro ViT, the same in-memory batches, the same step function
-(raysys.worker.train_one_epoch), run by a bare PyTorch loop and by TorchTrainer with 1 worker,
+(raysys.model.step.train_one_epoch), run by a bare PyTorch loop and by TorchTrainer with 1 worker,
 side by side in one run. Prints steady-state img/s for both and the ratio (target >= 0.95),
 and the wall time of each whole run including start-up.
 
@@ -14,9 +14,9 @@ import time
 import numpy as np
 import torch
 
-from raysys.augment import KeyedDraws
 from raysys.config import load_config
-from raysys.worker import make_trainee, train_one_epoch
+from raysys.model.step import make_trainee, train_one_epoch
+from raysys.train.shards import KeyedDraws
 
 NUM_CLASSES = 12
 

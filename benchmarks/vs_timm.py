@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 from raysys.config import DataConfig
-from raysys.manifest import build_manifest, write_manifest
-from raysys.report import read_history
+from raysys.data.manifest import build_manifest, write_manifest
+from raysys.report.history import read_history
 
 LFW = Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw-names" / "index_files"
 MODEL = {"patch_size": 8, "embed_dim": 128, "depth": 4, "num_heads": 4}
@@ -62,7 +62,7 @@ def main() -> None:
     image_folder(df, work / "imagefolder")
     # Per-data-set caches, built before either run is timed like the manifest and the image
     # folder: the report's floors are computed once per manifest and split.
-    from raysys.floors import compute_floors
+    from raysys.report.floors import compute_floors
 
     compute_floors(DataConfig(manifest=str(work / "manifest.parquet")))
     print(f"LFW top-{a.top_k}, person-disjoint: train {(df.split == 'train').sum()}, val "

@@ -108,7 +108,7 @@ def config_from(a: argparse.Namespace, default_preset: str = "vit_base", default
 # --- commands ---------------------------------------------------------------------------------
 
 def cmd_demo_data(a: argparse.Namespace) -> int:
-    from raysys.demo_data import generate
+    from raysys.data.demo import generate
 
     index_dir = generate(Path(a.out), names=a.names, size=a.size, images=a.images, seed=a.seed)
     print(f"demo data: {a.images} images of {a.names} names at {a.size}px -> {index_dir}")
@@ -116,7 +116,7 @@ def cmd_demo_data(a: argparse.Namespace) -> int:
 
 
 def cmd_manifest(a: argparse.Namespace) -> int:
-    from raysys.manifest import build_manifest, format_report, write_manifest
+    from raysys.data.manifest import build_manifest, format_report, write_manifest
 
     cfg = config_from(a)
     df, report = build_manifest(cfg.data)
@@ -127,7 +127,7 @@ def cmd_manifest(a: argparse.Namespace) -> int:
 
 
 def cmd_pack(a: argparse.Namespace) -> int:
-    from raysys.pack import pack
+    from raysys.data.pack import pack
 
     info = pack(a.manifest, a.out, size=a.size, shard_mb=a.shard_mb, seed=a.seed)
     print(json.dumps({k: v for k, v in info.items() if k != "shards"}, indent=1))
@@ -135,7 +135,7 @@ def cmd_pack(a: argparse.Namespace) -> int:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from raysys.driver import fit
+    from raysys.train.run import fit
 
     result = fit(config_from(a), verbose=a.verbose)
     print(json.dumps({k: result[k] for k in ("run_dir", "metric", "best", "best_epoch",
@@ -145,16 +145,19 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 def cmd_report(a: argparse.Namespace) -> int:
     from raysys import storage
-    from raysys.run_report import build_report
+    from raysys.report.build import build_report
 
     print(f"report: {build_report(storage.absolute(a.run_dir))}")
     return 0
 
 
 def cmd_sweep(a: argparse.Namespace) -> int:
-    from raysys import experiments, storage
-    from raysys.driver import check_shared, ensure_manifest, init_ray
-    from raysys.tune import run_sweep
+    from raysys import storage
+    from raysys.data.source import read_names
+    from raysys.sweep import experiments
+    from raysys.sweep.runner import run_sweep
+    from raysys.train.cluster import check_shared, init_ray
+    from raysys.train.run import ensure_manifest
 
     if a.list:
         for name, make in experiments.EXPERIMENTS.items():
@@ -166,7 +169,7 @@ def cmd_sweep(a: argparse.Namespace) -> int:
     demo = not (probe.data.index_dir or probe.data.manifest)
     defaults: dict = {}
     if demo:  # the embedded demo data, micro ViT: the card's job in minutes on a laptop
-        from raysys.demo_data import generate
+        from raysys.data.demo import generate
 
         if not (DEMO_DIR / "index_files").is_dir():
             generate(DEMO_DIR, size=64, images=1200)
@@ -180,8 +183,7 @@ def cmd_sweep(a: argparse.Namespace) -> int:
         manifest = ensure_manifest(cfg.data, storage.join(sweep_dir, "data"))
         defaults.setdefault("data", {})["manifest"] = manifest
     manifest = defaults.get("data", {}).get("manifest") or cfg.data.manifest
-    folder = manifest if storage.is_dir(manifest) else storage.parent(manifest)
-    exp = experiments.get(a.name, len(storage.read_json(storage.join(folder, "names.json"))))
+    exp = experiments.get(a.name, len(read_names(manifest)))
     cfg = config_from(a, "micro" if demo else "vit_base", merge(exp.fixed, defaults))
     report = run_sweep(exp, cfg, sweep_dir, resume=a.resume, verbose=a.verbose)
     print(f"sweep report: {report}", flush=True)
@@ -198,7 +200,7 @@ def merge(a: dict, b: dict) -> dict:
 # --- the parser -------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    from raysys.experiments import EXPERIMENTS
+    from raysys.sweep.experiments import EXPERIMENTS
 
     p = argparse.ArgumentParser(prog="raysys", description="ViTs from scratch on face -> "
                                 "first-name data, with Ray Data, Ray Train and Ray Tune.")
@@ -253,8 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from raysys.config import ConfigError
-    from raysys.data import BadDataError
-    from raysys.manifest import ManifestError
+    from raysys.data.decode import BadDataError
+    from raysys.data.manifest import ManifestError
 
     args = build_parser().parse_args(argv)
     try:

@@ -22,11 +22,15 @@ import yaml
 
 METRICS = ("val/top1", "val/balanced_acc")  # what a run and a sweep may select on
 RESULTS_ROOT = "results/track2_vit_scratch"
+# Names of the registries that validate() checks. The config owns them, so it needs neither
+# torch nor the modules that implement them (model/losses.py: CLASS_WEIGHTS has these keys).
+CLASS_WEIGHT_SCHEMES = ("none", "inverse", "sqrt", "effective")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 
 @dataclass
 class DataConfig:
-    # --- index files -> manifest (raysys/manifest.py)
+    # --- index files -> manifest (raysys/data/manifest.py)
     index_dir: str = ""  # folder of index_<name>.json files; the manifest is built from it
     manifest: str = ""  # Parquet manifest, or a `raysys pack` folder; wins over index_dir
     split_by: str = "image"  # "image" | "group": a person-disjoint split needs "group"
@@ -36,7 +40,7 @@ class DataConfig:
     top_k: int = 0  # keep the K largest names (experiment 2.4: 30, 100); 0 = all
     path_map: tuple[str, ...] = ()  # "OLD=NEW" prefix rewrites for index files from elsewhere
     max_pixels: int = 89_478_485  # PIL's decompression-bomb limit: larger images are refused
-    # --- decode, crop and batch (raysys/data.py)
+    # --- decode, crop and batch (raysys/data/decode.py, stream.py)
     img_size: int = 224
     center_crop: float = 1.0  # keep the central fraction of each side first (LFW: face ~0.5)
     batch_size: int = 256  # global: divided over the workers
@@ -72,7 +76,7 @@ class ModelConfig:
 @dataclass
 class LossConfig:
     label_smoothing: float = 0.1
-    class_weights: str = "inverse"  # a key of losses.CLASS_WEIGHTS
+    class_weights: str = "inverse"  # one of CLASS_WEIGHT_SCHEMES
     logit_adjust_tau: float = 0.0  # Menon et al. 2021: train on logits + tau * log(prior)
 
 
@@ -319,22 +323,18 @@ def nest(flat: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 # --- validation: fail before Ray starts -------------------------------------------------------
 
-def _choices() -> dict[tuple[str, str], tuple[str, ...]]:
-    # The registries name their own keys; imported here so config stays the first module.
-    from raysys.losses import CLASS_WEIGHTS
-
-    return {
-        ("loss", "class_weights"): tuple(CLASS_WEIGHTS),
-        ("optim", "precision"): ("auto", "bf16", "fp16", "fp32"),
-        ("data", "split_by"): ("image", "group"),
-        ("data", "group_by"): ("parent", "none"),
-        ("run", "metric"): METRICS,
-    }
+CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("loss", "class_weights"): CLASS_WEIGHT_SCHEMES,
+    ("optim", "precision"): PRECISIONS,
+    ("data", "split_by"): ("image", "group"),
+    ("data", "group_by"): ("parent", "none"),
+    ("run", "metric"): METRICS,
+}
 
 
 def validate(cfg: Config) -> Config:
     """Every check names the key and what to do; the first failure raises."""
-    for (section, key), allowed in _choices().items():
+    for (section, key), allowed in CHOICES.items():
         value = getattr(getattr(cfg, section), key)
         if value not in allowed:
             raise ConfigError(f"{section}.{key}={value!r}: choose one of {list(allowed)}")

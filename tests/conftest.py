@@ -32,7 +32,7 @@ def micro(manifest, out, *sets: str):
 @pytest.fixture(scope="session")
 def demo_index(tmp_path_factory) -> Path:
     """12 names, 1200 images at 64 px: learnable, and quick to decode."""
-    from raysys.demo_data import generate
+    from raysys.data.demo import generate
 
     return generate(tmp_path_factory.mktemp("demo"), names=12, size=64, images=1200, seed=0)
 
@@ -40,7 +40,7 @@ def demo_index(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def demo_manifest(demo_index, tmp_path_factory) -> Path:
     from raysys.config import DataConfig
-    from raysys.manifest import build_manifest, write_manifest
+    from raysys.data.manifest import build_manifest, write_manifest
 
     out = tmp_path_factory.mktemp("manifest") / "manifest.parquet"
     df, report = build_manifest(DataConfig(index_dir=str(demo_index), split_by="group"))
@@ -77,7 +77,7 @@ def straight_run(demo_manifest, tmp_path_factory):
     compared with. Trained once per session, on first use."""
     import ray
 
-    from raysys.driver import fit
+    from raysys.train.run import fit
 
     if not ray.is_initialized() or os.environ.get("RAYSYS_TEST_RAY") != "local":
         ray.shutdown()

@@ -20,8 +20,8 @@ import pytest
 
 from raysys import storage
 from raysys.config import load_config
-from raysys.experiments import Experiment, grid
-from raysys.tune import run_sweep
+from raysys.sweep.experiments import Experiment, grid
+from raysys.sweep.runner import run_sweep
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -179,7 +179,7 @@ def test_a_folder_some_node_cannot_see_is_refused(cluster, tmp_path, monkeypatch
     """Rank 0 may write from any node: with several nodes, a local --out that one of them
     cannot see is refused before training, saying what to pass instead. (Every simulated node
     shares this machine's disk, so one node's view is stubbed to 'not there'.)"""
-    from raysys import driver
+    from raysys.train import cluster as driver
 
     driver.check_shared(str(tmp_path))  # every node really sees it
     nodes = [n["NodeID"] for n in driver.alive_nodes()]
@@ -195,7 +195,7 @@ def test_lost_node_mid_epoch_resumes_on_the_rest(cluster, demo_manifest, tmp_pat
                                                  reliability_log):
     """A worker node dies mid-epoch: the run restarts from its last checkpoint on the nodes
     left and finishes every epoch, each exactly once in the training log."""
-    from raysys.driver import fit
+    from raysys.train.run import fit
     from tests.conftest import micro
 
     cluster.add_node(**WORKER_NODE)  # three worker nodes: two remain after the loss

@@ -18,8 +18,8 @@ import torch
 from PIL import Image
 
 from raysys.config import DataConfig
-from raysys.driver import fit
-from raysys.manifest import build_manifest, read_manifest, write_manifest
+from raysys.data.manifest import build_manifest, read_manifest, write_manifest
+from raysys.train.run import fit
 from tests.conftest import micro
 
 FAKE_SECRETS = {"WANDB_API_KEY": "fakewandbkey0123456789abcdef0123456789abcd",
@@ -213,7 +213,7 @@ def test_local_ray_binds_dashboard_to_localhost(reliability_log):
     probe = textwrap.dedent("""
         import json, ray
         from raysys.config import load_config
-        from raysys.driver import init_ray
+        from raysys.train.cluster import init_ray
 
         def listening():  # (ip, port) of every listening IPv4 TCP socket, from /proc
             out = []

@@ -12,10 +12,8 @@ import hashlib
 import json
 import os
 import re
-import sys
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from PIL import Image
 
 from raysys import storage
 from raysys.config import DataConfig
+from raysys.parallel import map_chunks
 
 MAX_EXAMPLES = 20
 # Magic numbers of formats we expect: a file starting with one of these that PIL cannot open is
@@ -170,34 +169,11 @@ def read_header(path: str, max_pixels: int) -> tuple[str, int, int, int]:
     return "ok", w, h, st.st_size
 
 
-def _read_headers_chunk(args: tuple[list[str], int]) -> list[tuple[str, int, int, int]]:
-    paths, max_pixels = args
-    return [read_header(p, max_pixels) for p in paths]
-
-
-def read_headers(paths: list[str], max_pixels: int, processes: int | None = None,
-                 chunk: int = 256) -> Iterator[tuple[str, int, int, int]]:
-    """Header reads in a process pool: PIL's header parse holds the GIL, so threads don't scale."""
-    chunks = [(paths[i:i + chunk], max_pixels) for i in range(0, len(paths), chunk)]
-    processes = processes or os.cpu_count() or 1
-    if len(chunks) <= 2 or processes == 1:
-        yield from _read_headers_chunk((paths, max_pixels))
-        return
-    with ProcessPoolExecutor(processes) as pool:
-        for part in progress(pool.map(_read_headers_chunk, chunks), len(chunks), "headers"):
-            yield from part
-
-
-def progress(items: Iterable, total: int, what: str) -> Iterator:
-    """A one-line progress bar on a terminal; silent in logs and CI."""
-    show = sys.stderr.isatty() and total > 20
-    for i, item in enumerate(items, 1):
-        if show and (i == total or i % max(1, total // 50) == 0):
-            bar = "#" * (30 * i // total)
-            print(f"\r{what:8s} [{bar:30s}] {i}/{total}", end="", file=sys.stderr, flush=True)
-        yield item
-    if show:
-        print(file=sys.stderr)
+def read_headers(paths: list[str], max_pixels: int, processes: int | None = None
+                 ) -> list[tuple[str, int, int, int]]:
+    """read_header for every path, in a process pool."""
+    return list(map_chunks(read_header, paths, max_pixels, what="headers",
+                           processes=processes))
 
 
 # --- split ------------------------------------------------------------------------------------
@@ -323,12 +299,10 @@ def data_report(df: pd.DataFrame, names: list[str], bad: BadInputs, index_dir: P
 
 def write_manifest(df: pd.DataFrame, report: dict, out: str) -> None:
     """M.parquet, and names.json + data_report.json beside it (local path or URI)."""
-    names = label_names(df)
     table = pa.Table.from_pandas(df, schema=SCHEMA, preserve_index=False)
-    table = table.replace_schema_metadata({"raysys.names": json.dumps(names)})
     storage.write_with(out, lambda t: pq.write_table(table, t))
     folder = storage.parent(out)
-    storage.write_json(storage.join(folder, "names.json"), names)
+    storage.write_json(storage.join(folder, "names.json"), label_names(df))
     storage.write_json(storage.join(folder, "data_report.json"), report)
 
 

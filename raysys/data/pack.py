@@ -13,8 +13,6 @@ the per-epoch shuffle of row groups plus the loop's local shuffle buffer mix nam
 from __future__ import annotations
 
 import io
-import os
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pyarrow as pa
@@ -22,7 +20,9 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from raysys import storage
-from raysys.manifest import SCHEMA, progress, read_manifest
+from raysys.data.manifest import SCHEMA, read_manifest
+from raysys.data.source import read_names
+from raysys.parallel import map_chunks
 
 PACKED_SCHEMA = SCHEMA.append(pa.field("image", pa.binary()))
 ROWS_PER_GROUP = 128
@@ -44,11 +44,6 @@ def reencode(path: str, size: int, quality: int = 95) -> tuple[bytes, int, int] 
             return buf.getvalue(), im.width, im.height
     except Exception:
         return None
-
-
-def _reencode_chunk(args: tuple[list[str], int]) -> list[tuple[bytes, int, int] | None]:
-    paths, size = args
-    return [reencode(p, size) for p in paths]
 
 
 class ShardWriter:
@@ -77,31 +72,23 @@ class ShardWriter:
         self.rows, self.size = [], 0
 
 
-def pack(manifest: str, out: str, size: int = 256, shard_mb: int = 128, seed: int = 0,
-         chunk: int = 256) -> dict:
+def pack(manifest: str, out: str, size: int = 256, shard_mb: int = 128, seed: int = 0) -> dict:
     """Shuffle the manifest's rows (seeded), re-encode them, and write train/ and val/ shards."""
     df = read_manifest(manifest)
     df = df.iloc[np.random.default_rng(seed).permutation(len(df))].reset_index(drop=True)
-    paths = df["path"].tolist()
-    chunks = [(paths[i:i + chunk], size) for i in range(0, len(paths), chunk)]
     writers = {split: ShardWriter(storage.join(out, split), shard_mb) for split in ("train", "val")}
     dropped = 0
-    rows = df.to_dict("records")
-    with ProcessPoolExecutor(os.cpu_count()) as pool:
-        encoded = progress(pool.map(_reencode_chunk, chunks), len(chunks), "pack")
-        for c, part in enumerate(encoded):
-            for k, done in enumerate(part):
-                if done is None:
-                    dropped += 1
-                    continue
-                data, width, height = done
-                row = dict(rows[c * chunk + k], image=data, bytes=len(data), width=width,
-                           height=height)
-                writers[row["split"]].add(row)
+    encoded = map_chunks(reencode, df["path"].tolist(), size, what="pack")
+    for row, done in zip(df.to_dict("records"), encoded, strict=True):
+        if done is None:
+            dropped += 1
+            continue
+        data, width, height = done
+        writers[row["split"]].add(dict(row, image=data, bytes=len(data), width=width,
+                                       height=height))
     for w in writers.values():
         w.flush()
-    storage.write_bytes(storage.join(out, "names.json"),
-                        storage.read_bytes(storage.join(storage.parent(manifest), "names.json")))
+    storage.write_json(storage.join(out, "names.json"), read_names(manifest))
     info = {"source": manifest, "size": size, "seed": seed, "images": len(df) - dropped,
             "dropped": dropped, "rows_per_group": ROWS_PER_GROUP,
             "shards": {split: w.shards for split, w in writers.items()}}

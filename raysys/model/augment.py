@@ -4,26 +4,21 @@ The CPU actors hand over uint8 crops; jitter, grayscale, normalize and erasing a
 work that a GPU does on a whole batch for almost nothing. Each op takes per-sample factors
 explicitly and matches torchvision's functional op on one image (tests/test_augment.py);
 `BatchAugment` turns per-sample uniforms into those factors the way torchvision's transforms
-draw them. The uniforms are a function of (run seed, epoch, row) (`KeyedDraws`, computed in
-Ray Data's batch-formatting threads), never of which rank or actor saw the image.
+draw them. The uniforms are a function of (run seed, epoch, row) (`augment_uniforms`, computed
+in Ray Data's batch-formatting threads), never of which rank or actor saw the image.
 """
 
 from __future__ import annotations
 
 import itertools
-import warnings
 
 import numpy as np
 import torch
-from ray.data.collate_fn import NumpyBatchCollateFn
 
 from raysys.config import AugmentConfig
 from raysys.keyed_random import keyed_uniform, row_keys
 
 AUGMENT_STREAM = 2  # keyed_random stream id of the batched augmentation
-# Ray hands read-only arrays to the collate; nothing writes into them (augmentation works on a
-# float copy), so torch's warning about that is noise.
-warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
 
 GRAY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
 
@@ -149,19 +144,7 @@ class BatchAugment:
         return x
 
 
-class KeyedDraws(NumpyBatchCollateFn):
-    """Ray Data collate: numpy batch -> tensors, plus each row's augmentation uniforms
-    `aug` (B, AUGMENT_DRAWS) when training. Runs in the prefetch threads, off the step."""
-
-    def __init__(self, seed: int, train: bool):
-        self.seed, self.train = seed, train
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        out = {"image": torch.from_numpy(batch["image"]),
-               "label": torch.from_numpy(batch["label"].astype(np.int64)),
-               "row": torch.from_numpy(batch["row"].astype(np.int64))}
-        if self.train:
-            keys = row_keys(self.seed, batch["epoch"], batch["row"])
-            out["aug"] = torch.from_numpy(
-                keyed_uniform(keys, AUGMENT_DRAWS, stream=AUGMENT_STREAM).astype(np.float32))
-        return out
+def augment_uniforms(seed: int, epoch: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(B, AUGMENT_DRAWS) float32 uniforms for BatchAugment, keyed by (seed, epoch, row)."""
+    keys = row_keys(seed, epoch, rows)
+    return keyed_uniform(keys, AUGMENT_DRAWS, stream=AUGMENT_STREAM).astype(np.float32)

@@ -13,6 +13,7 @@ weights. With eps = 0 it equals torch's weighted cross-entropy.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,7 +22,8 @@ from sklearn.utils.class_weight import compute_class_weight
 from timm.data import Mixup
 from torch import nn
 
-from raysys.config import AugmentConfig, LossConfig
+if TYPE_CHECKING:  # config validates the scheme names itself, so it never imports this module
+    from raysys.config import AugmentConfig, LossConfig
 
 
 def _balanced(counts: np.ndarray) -> np.ndarray:
@@ -30,6 +32,7 @@ def _balanced(counts: np.ndarray) -> np.ndarray:
     return compute_class_weight("balanced", classes=np.arange(len(counts)), y=labels)
 
 
+# The keys are config.CLASS_WEIGHT_SCHEMES, in that order (a test holds them equal).
 CLASS_WEIGHTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "none": lambda n: np.ones_like(n, dtype=np.float64),
     "inverse": _balanced,

@@ -69,19 +69,13 @@ def _hook_handles(extract: AttentionExtract) -> list:
     return list(getattr(hooks, "_handles", [])) if hooks is not None else []
 
 
-def attention_rollout(maps: list[torch.Tensor], discard_ratio: float = 0.0) -> torch.Tensor:
+def attention_rollout(maps: list[torch.Tensor]) -> torch.Tensor:
     """Abnar & Zuidema 2020: average the heads, add the identity for the residual path,
     renormalise rows, multiply through the layers. Returns (B, N-1): how much the cls token
     draws from each patch after the last block."""
     result = None
     for a in maps:
         a = a.float().mean(dim=1)  # (B, N, N)
-        if discard_ratio > 0:  # optional: drop the weakest links, as in the paper's variant
-            flat = a.flatten(1)
-            k = int(flat.shape[1] * discard_ratio)
-            idx = flat.topk(k, dim=1, largest=False).indices
-            flat.scatter_(1, idx, 0.0)
-            a = flat.view_as(a)
         a = a + torch.eye(a.shape[-1], device=a.device)
         a = a / a.sum(dim=-1, keepdim=True)
         result = a if result is None else a @ result

@@ -15,26 +15,23 @@ import numpy as np
 import pandas as pd
 import torch
 
-from raysys import analysis, plots, storage
+from raysys import storage
 from raysys.config import Config
-from raysys.data import Preprocess
-from raysys.floors import compute_floors, path_manifest
-from raysys.manifest import read_manifest
-from raysys.model import attention_maps, attention_rollout, build_model
-from raysys.report import REL_CV_TARGET, best_entry, read_history, render_summary
+from raysys.data.decode import Crops
+from raysys.data.manifest import read_manifest
+from raysys.data.source import path_manifest
+from raysys.model.augment import BatchAugment
+from raysys.model.vit import attention_maps, attention_rollout, build_model
+from raysys.report import analysis, plots
+from raysys.report.floors import compute_floors
+from raysys.report.history import best_entry, read_history, run_status
+from raysys.report.summary import REL_CV_TARGET, render_summary
 
 ATTENTION_PER_SIDE = 3  # images from the top and from the bottom names by F1
 
 
 def load_npy(run_dir: str, name: str) -> np.ndarray:
     return np.load(io.BytesIO(storage.read_bytes(storage.join(run_dir, f"{name}.npy"))))
-
-
-def run_status(history: list[dict], epochs: int) -> str:
-    if history[-1]["diverged"]:
-        return "diverged"
-    last = history[-1]["epoch"]
-    return "finished" if last >= epochs else f"stopped at epoch {last} of {epochs}"
 
 
 def attention_figures(cfg: Config, run_dir: str, table: pd.DataFrame, rows: np.ndarray,
@@ -53,24 +50,21 @@ def attention_figures(cfg: Config, run_dir: str, table: pd.DataFrame, rows: np.n
     manifest = read_manifest(path_manifest(cfg.data.manifest)).set_index("row")
     chosen = [int(rows[np.flatnonzero(labels == label)[0]]) for label in picks]
     units = manifest.loc[chosen]
-    pre = Preprocess("val", cfg.data, tuple(cfg.augment.scale), tuple(cfg.augment.ratio), 0.0,
-                     cfg.run.seed, len(table), None)
-    batch = pre({"path": units["path"].to_numpy(), "label": units["label"].to_numpy(),
-                 "row": np.array(chosen), "epoch": np.zeros(len(chosen), np.int64),
-                 "width": units["width"].to_numpy(), "height": units["height"].to_numpy()})
-    images = batch["image"]
-    mean = torch.tensor(cfg.data.mean).view(1, 3, 1, 1)
-    std = torch.tensor(cfg.data.std).view(1, 3, 1, 1)
-    x = (torch.from_numpy(images).float() / 255 - mean) / std
+    crops = Crops(cfg.data, cfg.augment, cfg.run.seed, train=False)
+    images, ok, _ = crops([None] * len(chosen), units["path"].tolist(),
+                          np.minimum(units["width"], units["height"]).to_numpy(),
+                          np.zeros(len(chosen), np.int64), np.array(chosen))
+    images, kept = images[ok], np.array(chosen)[ok]
+    labels_kept = units["label"].to_numpy()[ok]
+    x = BatchAugment(cfg.augment, cfg.data.mean, cfg.data.std, torch.device("cpu"))(
+        torch.from_numpy(images))  # no draws: normalisation only, as at evaluation
     roll = attention_rollout(attention_maps(model, x))  # (B, patches)
     side = int(round(np.sqrt(roll.shape[1])))
     heat = roll[:, : side * side].view(-1, side, side).numpy()
     heat = heat / np.maximum(heat.max(axis=(1, 2), keepdims=True), 1e-12)
     files, titles = {}, []
     pics = [img.transpose(1, 2, 0) for img in images]
-    row_of = dict(zip(chosen, range(len(chosen)), strict=True))
-    for row, label in zip(batch["row"], batch["label"], strict=True):
-        i = row_of[int(row)]
+    for i, (row, label) in enumerate(zip(kept, labels_kept, strict=True)):
         name = table.loc[int(label), "name"]
         side_label = "top" if int(label) in picks[:ATTENTION_PER_SIDE] else "bottom"
         title = f"{name} ({side_label}, F1 {table.loc[int(label), 'f1']:.2f})"
@@ -123,9 +117,8 @@ def build_report(run_dir: str) -> str:
             extras["leakage"]["split_by"] = cfg.data.split_by
         attention, _ = attention_figures(cfg, run_dir, table, rows, labels)
         figures.update(attention)
-    tau = analysis.tau_tradeoff(best, REL_CV_TARGET)
-    extras["tau"] = tau
-    figures["skew_control.png"] = plots.tau_tradeoff(tau.rows, REL_CV_TARGET)
+    figures["skew_control.png"] = plots.tau_tradeoff(
+        analysis.tau_tradeoff(best, REL_CV_TARGET).rows, REL_CV_TARGET)
     for name, data in figures.items():
         storage.write_bytes(storage.join(run_dir, name), data)
     path = storage.join(run_dir, "summary.md")

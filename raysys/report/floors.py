@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 from PIL import Image
@@ -31,8 +29,10 @@ from sklearn.preprocessing import StandardScaler
 
 from raysys import storage
 from raysys.config import DataConfig
-from raysys.data import center_fraction
-from raysys.manifest import progress, read_manifest
+from raysys.data.decode import center_fraction
+from raysys.data.manifest import read_manifest
+from raysys.data.source import path_manifest
+from raysys.parallel import map_chunks
 
 PIXELS = 32
 META = ("width", "height", "aspect", "kbytes", "mean_r", "mean_g", "mean_b", "brightness",
@@ -57,25 +57,6 @@ def image_features(path: str, fraction: float) -> tuple[np.ndarray, np.ndarray] 
     return np.asarray(small, np.float32).ravel() / 255.0, colour
 
 
-def _chunk(args: tuple[list[str], float]) -> list:
-    paths, fraction = args
-    return [image_features(p, fraction) for p in paths]
-
-
-def _features(paths: list[str], fraction: float, chunk: int = 256) -> list:
-    chunks = [(paths[i:i + chunk], fraction) for i in range(0, len(paths), chunk)]
-    with ProcessPoolExecutor(os.cpu_count()) as pool:
-        return [f for part in progress(pool.map(_chunk, chunks), len(chunks), "floors")
-                for f in part]
-
-
-def path_manifest(manifest: str) -> str:
-    """A packed folder's source manifest (the floors decode the original files)."""
-    if storage.is_dir(manifest):
-        return storage.read_json(storage.join(manifest, "pack.json"))["source"]
-    return manifest
-
-
 def _score(model, x_train, y_train, x_val, y_val) -> dict:
     with warnings.catch_warnings():  # convergence chatter, and names absent from val
         warnings.simplefilter("ignore")
@@ -97,7 +78,8 @@ def compute_floors(data: DataConfig, seed: int = 0) -> dict:
     df = read_manifest(manifest)
     if data.top_k:
         df = df[df["label"] < data.top_k]
-    feats = _features(df["path"].tolist(), data.center_crop)
+    feats = list(map_chunks(image_features, df["path"].tolist(), data.center_crop,
+                            what="floors"))
     ok = np.array([f is not None for f in feats])
     df = df[ok].reset_index(drop=True)
     pixels = np.stack([f[0] for f in feats if f is not None])

@@ -126,7 +126,7 @@ def sweep_curves(curves: list[tuple[str, list[int], list[float], str]], metric: 
     fig, ax = figure(figsize=(8, 5))
     for label, epochs, values, status in curves:
         (line,) = ax.plot(epochs, values, marker=".", label=label)
-        if status != "completed":
+        if status != "finished":
             ax.plot(epochs[-1], values[-1], marker="x", markersize=12, color=line.get_color())
             ax.annotate(status.split()[0], (epochs[-1], values[-1]), fontsize=7,
                         xytext=(4, 4), textcoords="offset points")

@@ -1,73 +1,17 @@
-"""The run folder: what rank 0 writes as training goes, so an early-stopped or killed run still
-leaves its best model, predictions and summary behind (Tune kills a trial ASHA stops before
-`fit()` returns). Every file is published whole (storage.write_with), on disk or S3.
-
-    config.json  best_model.pth  predictions.npy  true_labels.npy  val_rows.npy
-    confidences.npy  names.json  results.csv  training_log.json  embeddings.npy  summary.md
+"""summary.md of a run: its status, best epoch and numbers read against chance, the seed's
+success criteria (each where it is defined), per-name extremes and the curves. The training
+loop writes the live version every epoch; `raysys report` (build.py) rewrites it with the
+floors, the analyses and the figures (`extras`).
 """
 
 from __future__ import annotations
 
-import io
-import json
-
 import numpy as np
 import pandas as pd
-import torch
 
-from raysys import storage
-from raysys.metrics import accuracy_spread
-
-NUMPY_OUTPUTS = ("predictions", "true_labels", "val_rows", "confidences", "embeddings")
-
-
-def npy_bytes(arr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, arr)
-    return buf.getvalue()
-
-
-class RunWriter:
-    def __init__(self, run_dir: str, config: dict, names: list[str]):
-        self.dir, self.config, self.names = run_dir, config, names
-        storage.makedirs(run_dir)
-        self.table: pd.DataFrame | None = None
-
-    def path(self, name: str) -> str:
-        return storage.join(self.dir, name)
-
-    def save_best(self, state_dict: dict, epoch: int, arrays: dict[str, np.ndarray],
-                  table: pd.DataFrame) -> None:
-        # Plain tensors, strings and dicts only: loadable with torch.load(weights_only=True).
-        blob = {"state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
-                "names": self.names, "config": self.config, "epoch": epoch}
-        storage.write_with(self.path("best_model.pth"), lambda t: torch.save(blob, t))
-        for name in NUMPY_OUTPUTS:
-            storage.write_bytes(self.path(f"{name}.npy"), npy_bytes(arrays[name]))
-        storage.write_json(self.path("names.json"), self.names)
-        storage.write_text(self.path("results.csv"), table.to_csv(index=False))
-        self.table = table
-
-    def save_epoch(self, history: list[dict], info: dict) -> None:
-        storage.write_json(self.path("training_log.json"), history)
-        storage.write_text(self.path("summary.md"), render_summary(history, self.table, info))
-
-
-class NullWriter:
-    """Stand-in on ranks > 0, so the loop has no `if rank == 0` around every write."""
-
-    def save_best(self, *args, **kwargs) -> None:
-        pass
-
-    def save_epoch(self, *args, **kwargs) -> None:
-        pass
-
-
-def best_entry(history: list[dict], key: str) -> dict:
-    """The epoch with the highest `key`; the later one on a tie, as Ray Train ranks ties."""
-    finite = [h for h in history if not h["diverged"] and np.isfinite(h[key])]
-    return max(reversed(finite), key=lambda h: h[key]) if finite else history[-1]
-
+from raysys.model.metrics import accuracy_spread
+from raysys.report.analysis import TauChoice, tau_tradeoff
+from raysys.report.history import best_entry
 
 # --- the seed's success criteria, each where it is defined ------------------------------------
 
@@ -129,7 +73,7 @@ CV_NOTE = ("Prediction CV is judged on the *relative* CV: std/mean of predicted/
 def render_summary(history: list[dict], table: pd.DataFrame | None, info: dict,
                    extras: dict | None = None) -> str:
     """summary.md. The training loop writes it every epoch without `extras`; `raysys report`
-    (run_report.py) rewrites it with the floors, the analyses and the figures."""
+    (build.py) rewrites it with the floors, the analyses and the figures."""
     metric = info.get("metric", "val/top1")
     best, last = best_entry(history, metric), history[-1]
     k = len(table) if table is not None else int(round(1 / best["chance/uniform"]))
@@ -161,7 +105,8 @@ def render_summary(history: list[dict], table: pd.DataFrame | None, info: dict,
               *criteria_table(criteria_rows(k, best, bool(last["diverged"]), floors=floors)),
               "", CV_NOTE]
     if extras:
-        lines += render_extras(extras, best, k, info.get("class_weights", "none"))
+        lines += render_extras(extras, best, k)
+    lines += tau_lines(tau_tradeoff(best, REL_CV_TARGET), info.get("class_weights", "none"))
     if table is not None:
         present = table[table["support"] > 0]
         spread = accuracy_spread(table)
@@ -178,8 +123,6 @@ def render_summary(history: list[dict], table: pd.DataFrame | None, info: dict,
         if absent:
             lines += ["", f"Names with no val images ({len(absent)}, not ranked): " +
                       ", ".join(absent[:30]) + (" ..." if len(absent) > 30 else "")]
-    if not extras:
-        lines += posthoc_lines(best, info.get("class_weights", "none"))
     lines += ["", "## Curves", "",
               "| epoch | lr | train loss | train acc | val top-1 | balanced | rel. pred CV | "
               "img/s |",
@@ -192,19 +135,22 @@ def render_summary(history: list[dict], table: pd.DataFrame | None, info: dict,
     return "\n".join(lines) + "\n"
 
 
-def posthoc_lines(best: dict, class_weights: str) -> list[str]:
-    lines = ["", "## Post-hoc logit adjustment (best epoch)", "", posthoc_note(class_weights), "",
-             "| tau | top-1 | balanced | relative pred CV |", "|---|---|---|---|",
-             f"| 0 | {best['val/top1']:.4f} | {best['val/balanced_acc']:.4f} | "
-             f"{best['val/rel_pred_cv']:.3f} |"]
-    return lines + [f"| {t:g} | {best[f'posthoc_tau{t}/top1']:.4f} | "
-                    f"{best[f'posthoc_tau{t}/balanced_acc']:.4f} | "
-                    f"{best[f'posthoc_tau{t}/rel_pred_cv']:.3f} |" for t in posthoc_taus(best)]
-
-
-def posthoc_taus(entry: dict) -> list[float]:
-    return sorted({float(key.split("/")[0][len("posthoc_tau"):]) for key in entry
-                   if key.startswith("posthoc_tau")})
+def tau_lines(tau: TauChoice, class_weights: str) -> list[str]:
+    """The post-hoc logit adjustment table at the best epoch and the tau that meets the CV
+    target, or the note that none does."""
+    lines = ["", "## Skew control: post-hoc logit adjustment (best epoch)", "",
+             posthoc_note(class_weights), "",
+             "| tau | top-1 | balanced | relative pred CV |", "|---|---|---|---|"]
+    lines += [f"| {r['tau']:g} | {r['top1']:.4f} | {r['balanced_acc']:.4f} | "
+              f"{r['rel_pred_cv']:.3f} |" for r in tau.rows]
+    lines.append("")
+    if tau.best is not None:
+        lines.append(f"tau = {tau.best['tau']:g} meets relative prediction CV < "
+                     f"{REL_CV_TARGET} with the best top-1 ({tau.best['top1']:.4f}).")
+    else:
+        lines.append(f"No tau from 0 to {tau.rows[-1]['tau']:g} brings the relative prediction "
+                     f"CV under {REL_CV_TARGET}.")
+    return lines
 
 
 def posthoc_note(class_weights: str) -> str:
@@ -217,11 +163,7 @@ def posthoc_note(class_weights: str) -> str:
             "rows below show that over-correction, not a fair skew trade-off.")
 
 
-def read_history(run_dir: str) -> list[dict]:
-    return json.loads(storage.read_text(storage.join(run_dir, "training_log.json")))
-
-
-def render_extras(extras: dict, best: dict, k: int, class_weights: str) -> list[str]:
+def render_extras(extras: dict, best: dict, k: int) -> list[str]:
     """The sections only the full report has (raysys report): floors, figures, analyses."""
     lines: list[str] = []
     fl = extras.get("floors")
@@ -279,20 +221,6 @@ def render_extras(extras: dict, best: dict, k: int, class_weights: str) -> list[
         lines += [f"| {r['band']} | {r['train images per name']} | {r['names']} | "
                   f"{r['val images']} | {r['accuracy']:.4f} |" for r in extras["bands"]]
         lines += ["", f"Calibration: ECE {extras['ece']:.4f} (15 bins)."]
-    tau = extras.get("tau")
-    if tau:
-        lines += ["", "## Skew control: post-hoc logit adjustment", "",
-                  posthoc_note(class_weights), "",
-                  "| tau | top-1 | balanced | relative pred CV |", "|---|---|---|---|"]
-        lines += [f"| {r['tau']:g} | {r['top1']:.4f} | {r['balanced_acc']:.4f} | "
-                  f"{r['rel_pred_cv']:.3f} |" for r in tau.rows]
-        lines.append("")
-        if tau.best is not None:
-            lines.append(f"tau = {tau.best['tau']:g} meets relative prediction CV < "
-                         f"{REL_CV_TARGET} with the best top-1 ({tau.best['top1']:.4f}).")
-        else:
-            lines.append(f"No tau from 0 to 1.5 brings the relative prediction CV under "
-                         f"{REL_CV_TARGET}.")
     return lines
 
 

@@ -3,6 +3,9 @@ and the thin `sweeps/<name>.py` scripts all look them up here.
 
 An experiment is a search space over dotted config keys, the grid points evaluated first (each
 exactly once), and fixed settings applied beneath the user's YAML, flags and --set.
+
+Ray Tune is imported when an experiment is built, not with the registry: `raysys --help` and
+`raysys manifest` list and parse without loading Ray.
 """
 
 from __future__ import annotations
@@ -12,8 +15,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-from ray import tune
 
 
 @dataclass
@@ -27,14 +28,18 @@ class Experiment:
     def num_samples(self, samples: int) -> int:
         """The grid, plus TPE samples if asked; a purely categorical space is never sampled
         past its grid, where TPE could only repeat a value."""
+        from ray.tune.search.sample import Categorical
+
         n = max(samples, len(self.points))
-        if all(isinstance(d, tune.search.sample.Categorical) for d in self.space.values()):
+        if all(isinstance(d, Categorical) for d in self.space.values()):
             n = min(n, math.prod(len(d.categories) for d in self.space.values()))
         return n
 
 
 def grid(**values: list) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A categorical grid: the Tune space and every combination as a point. `a__b` = `a.b`."""
+    from ray import tune
+
     keys = [k.replace("__", ".") for k in values]
     space = {k: tune.choice(v) for k, v in zip(keys, values.values(), strict=True)}
     points = [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values.values())]
@@ -58,6 +63,8 @@ def baseline(num_names: int) -> Experiment:
 
 @experiment
 def mixup(num_names: int) -> Experiment:
+    from ray import tune
+
     space = {"augment.mixup": tune.uniform(0.0, 1.0), "augment.cutmix": tune.uniform(0.0, 1.5)}
     points = [{"augment.mixup": m, "augment.cutmix": c}
               for m, c in ((0.0, 0.0), (0.8, 0.0), (0.0, 1.0), (0.8, 1.0))]

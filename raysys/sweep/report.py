@@ -9,26 +9,12 @@ import json
 
 import pandas as pd
 
-from raysys import plots, storage
+from raysys import storage
 from raysys.config import Config
-from raysys.report import (
-    CV_NOTE,
-    REL_CV_TARGET,
-    TARGETS,
-    best_entry,
-    criteria_table,
-    read_history,
-)
-
-STATUSES = ("completed", "stopped early (ASHA)", "diverged", "error")
-
-
-def trial_status(history: list[dict], error, max_t: int) -> str:
-    if error is not None or not history:
-        return "error"
-    if history[-1]["diverged"]:
-        return "diverged"
-    return "completed" if history[-1]["epoch"] >= max_t else "stopped early (ASHA)"
+from raysys.report import plots
+from raysys.report.build import build_report
+from raysys.report.history import STATUSES, best_entry, read_history, run_status
+from raysys.report.summary import CV_NOTE, REL_CV_TARGET, TARGETS, criteria_table
 
 
 def trial_rows(results, sweep_dir: str, max_t: int, metric: str) -> tuple[list[dict], dict]:
@@ -41,7 +27,7 @@ def trial_rows(results, sweep_dir: str, max_t: int, metric: str) -> tuple[list[d
             storage.join(run_dir, "training_log.json")) else []
         histories[trial_id] = history
         row = {"trial_id": trial_id, **{f"param:{k}": v for k, v in result.config.items()},
-               "status": trial_status(history, result.error, max_t),
+               "status": run_status(history, max_t, error=result.error),
                "error": str(result.error).splitlines()[0][:200] if result.error else "",
                "epochs": history[-1]["epoch"] if history else 0,
                "run_summary": storage.join(run_dir, "summary.md")}
@@ -115,8 +101,10 @@ def render(exp, df: pd.DataFrame, rows: list[dict], metric: str, max_t: int, flo
     ok = df[df["status"] != "error"].dropna(subset=[metric]) if metric in df else df.iloc[:0]
     px, meta = floors["pixel_linear"], floors["metadata_probe"]
     lines = [f"# Sweep {exp.name}: {exp.title}", "",
-             f"{len(df)} trials, metric `{metric}`, ASHA max_t {max_t} epochs. Status: " +
-             ", ".join(f"{s} {int((df['status'] == s).sum())}" for s in STATUSES), "",
+             f"{len(df)} trials, metric `{metric}`, ASHA max_t {max_t} epochs. Status "
+             "(\"stopped early\": by ASHA): " +
+             ", ".join(f"{s} {int((df['status'] == s).sum())}" for s in STATUSES
+                       if s != "running"), "",
              "## Success criteria", "", *criteria_table(sweep_criteria(df, metric, floors)), "",
              CV_NOTE, "", "## Chance and the floors (val, all names of the base config)", "",
              "| reference | top-1 | balanced accuracy |", "|---|---|---|",
@@ -148,8 +136,6 @@ def render(exp, df: pd.DataFrame, rows: list[dict], metric: str, max_t: int, flo
 def write_report(exp, results, sweep_dir: str, *, metric: str, max_t: int, floors: dict
                  ) -> str:
     """Every trial's full run report (ASHA-stopped ones included), then the sweep's."""
-    from raysys.run_report import build_report
-
     for result in results:
         run_dir = storage.join(sweep_dir, "runs", storage.basename(result.path))
         if storage.exists(storage.join(run_dir, "best_model.pth")):

@@ -2,14 +2,13 @@
 trials that each build and fit a TorchTrainer (Ray Train V2: a Tune function trial, metrics
 forwarded by TuneReportCallback).
 
-Every trial's outputs are written by its rank 0 as it trains (worker.py), because ASHA's stop
-kills the trial actor before `fit()` returns; the sweep report is built from those files.
+Every trial's outputs are written by its rank 0 as it trains (train/loop.py), because ASHA's
+stop kills the trial actor before `fit()` returns; the sweep report is built from those files.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import time
 
 import ray
@@ -20,9 +19,13 @@ from ray.tune.search.optuna import OptunaSearch
 
 from raysys import storage
 from raysys.config import Config, apply_overrides, nest, validate
-from raysys.driver import train
-from raysys.experiments import Experiment
-from raysys.floors import compute_floors
+from raysys.report.floors import compute_floors
+from raysys.report.history import run_status
+from raysys.sweep.experiments import Experiment
+from raysys.sweep.report import write_report
+from raysys.train.cluster import growth_capacity, run_demand
+from raysys.train.run import fit_trainer
+from raysys.train.tracking import wandb_callbacks
 
 # --- one trial --------------------------------------------------------------------------------
 
@@ -35,53 +38,15 @@ def run_trial(params: dict, base: dict, sweep_dir: str) -> None:
     cfg = validate(apply_overrides(Config.from_dict(base), nest(params) | {"run": {
         "name": trial_id, "out": storage.join(sweep_dir, "runs", trial_id),
         "wandb": False}}))  # W&B logs from the Tune driver (WandbLoggerCallback)
-    storage.write_text(storage.join(cfg.run.out, "config.json"), cfg.to_json())
-    train(cfg, callbacks=[TuneReportCallback()], echo=False)
+    fit_trainer(cfg, callbacks=[TuneReportCallback()], echo=False)
 
 
 # --- how many trials at once ------------------------------------------------------------------
 
 def trial_demand(cfg: Config) -> dict[str, float]:
-    """What one trial needs at once: its Train workers, one decode actor per worker at least,
-    the trial function, and one whole CPU for the stream's short per-epoch tasks. Without that
-    CPU, trials that each hold their workers and actors leave no CPU for any task: deadlock."""
-    cpu = cfg.run.workers * (cfg.run.cpus_per_worker + cfg.data.cpus_per_actor) + 0.1 + 1
-    return {"CPU": cpu, "GPU": float(cfg.run.workers if cfg.run.gpus else 0)}
-
-
-def growth_capacity() -> tuple[dict[str, float], str] | None:
-    """The resources the cluster can grow to, where an autoscaler says so: Ray's reported
-    cluster config, or the `ray up` bootstrap config on the head node."""
-    from ray._private.state import state
-
-    try:
-        res = state.get_max_resources_from_cluster_config()
-        if res:
-            return dict(res), "autoscaler cluster config"
-    except Exception:
-        pass
-    try:
-        read = ray.remote(num_cpus=0, resources={"node:__internal_head__": 0.001})(
-            _bootstrap_capacity)
-        res = ray.get(read.remote(), timeout=60)
-    except Exception:
-        res = None
-    return (res, "~/ray_bootstrap_config.yaml") if res else None
-
-
-def _bootstrap_capacity() -> dict[str, float] | None:
-    import yaml
-
-    path = os.path.expanduser("~/ray_bootstrap_config.yaml")
-    if not os.path.exists(path):
-        return None
-    c = yaml.safe_load(open(path))
-    total: dict[str, float] = {}
-    for name, node in c.get("available_node_types", {}).items():
-        count = 1 if name == c.get("head_node_type") else node.get("max_workers", 0)
-        for key, value in node.get("resources", {}).items():
-            total[key] = total.get(key, 0.0) + count * value
-    return total
+    """One run's demand plus the trial function's own 0.1 CPU. Without the run's spare CPU,
+    trials that each hold their workers and actors leave no CPU for any task: deadlock."""
+    return run_demand(cfg) | {"CPU": run_demand(cfg)["CPU"] + 0.1}
 
 
 def concurrency(cfg: Config) -> tuple[int, str]:
@@ -119,31 +84,12 @@ class EpochLines(tune.Callback):
               flush=True)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        e = (trial.last_result or {}).get("epoch", 0)
-        how = "completed" if e >= self.epochs else "stopped early by ASHA"
-        print(f"[{trial.trial_id}] {how} at epoch {e}", flush=True)
+        last = trial.last_result or {}
+        how = run_status([last], self.epochs) if "epoch" in last else "error"
+        print(f"[{trial.trial_id}] {how} at epoch {last.get('epoch', 0)}", flush=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         print(f"[{trial.trial_id}] failed: {str(trial.error_file or '')}", flush=True)
-
-
-def wandb_callbacks(cfg: Config, group: str) -> list:
-    """Ray's WandbLoggerCallback on the Tune side: it finishes every trial's W&B run, including
-    the ones ASHA stops. Offline without a key; off with WANDB_MODE=disabled or run.wandb."""
-    if not cfg.run.wandb or os.environ.get("WANDB_MODE") == "disabled":
-        return []
-    from ray.air.integrations.wandb import WandbLoggerCallback
-
-    from raysys.worker import _netrc_has_wandb
-
-    if not (os.environ.get("WANDB_API_KEY") or _netrc_has_wandb()):
-        os.environ["WANDB_MODE"] = "offline"  # the callback checks the env, not its mode arg
-    try:
-        return [WandbLoggerCallback(project=cfg.run.wandb_project, group=group,
-                                    mode=os.environ.get("WANDB_MODE", "online"))]
-    except Exception as e:  # logging must never cost a sweep
-        print(f"W&B disabled for this sweep: {type(e).__name__}", flush=True)
-        return []
 
 
 # --- the sweep --------------------------------------------------------------------------------
@@ -151,8 +97,6 @@ def wandb_callbacks(cfg: Config, group: str) -> list:
 def run_sweep(exp: Experiment, base: Config, sweep_dir: str, *, resume: bool = False,
               verbose: bool = False) -> str:
     """Run (or resume) the sweep; returns the path of its summary.md."""
-    from raysys.sweep_report import write_report
-
     sweep_dir = storage.absolute(sweep_dir)
     storage.makedirs(sweep_dir)
     fs, path = storage.filesystem(sweep_dir)

@@ -1,18 +1,16 @@
-"""What runs on the driver: resolve the run folder and manifest, join Ray, build the
-TorchTrainer, print the workers' epoch lines, and read the results back from storage.
+"""One training run from the driver's side: resolve the run folder and manifest, build the
+data streams, the ledger and the TorchTrainer, fit it, and read the results back from storage.
 
-The driver is the `raysys train` process, or a Tune trial function (raysys/tune.py) in a sweep.
+`fit` is `raysys train`. `fit_trainer` is the part a sweep's trial function (sweep/runner.py)
+shares with it: there it runs inside the Tune trial actor, not the user's process.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
-import threading
 import time
-import uuid
 from contextlib import contextmanager, nullcontext
 
 import ray
@@ -21,24 +19,20 @@ import ray.train.torch
 
 from raysys import storage
 from raysys.config import Config, DataConfig, apply_overrides, steps_per_epoch, validate
-from raysys.data import (
-    BadDataError,
-    Source,
-    SplitConfig,
-    create_ledger,
-    load_source,
-    shuffle_buffer,
-    train_stream,
-    val_dataset,
-)
-from raysys.manifest import build_manifest, format_report, write_manifest
-from raysys.report import best_entry, read_history
-from raysys.worker import FAULT_ENV, train_loop_per_worker
+from raysys.data.decode import BadDataError
+from raysys.data.ledger import create_ledger
+from raysys.data.manifest import build_manifest, format_report, write_manifest
+from raysys.data.source import Source, load_source
+from raysys.data.stream import SplitConfig, shuffle_buffer, train_stream, val_dataset
+from raysys.report.build import build_report
+from raysys.report.history import best_entry, read_history
+from raysys.train.cluster import check_shared, forwarded_env, init_ray
+from raysys.train.console import EchoLedger
+from raysys.train.faults import FAULT_ENV
+from raysys.train.loop import train_loop_per_worker
 
 MANIFEST_KEYS = ("index_dir", "split_by", "group_by", "group_pattern", "val_fraction",
                  "path_map", "max_pixels")
-FORWARDED_ENV_PREFIXES = ("WANDB_", "RAYSYS_")
-FORWARDED_ENV = ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION")
 
 
 # --- run folder and manifest ------------------------------------------------------------------
@@ -73,94 +67,6 @@ def ensure_manifest(data: DataConfig, folder: str) -> str:
     return out
 
 
-# --- joining Ray --------------------------------------------------------------------------------
-
-def forwarded_env() -> dict[str, str]:
-    """What Train workers and Tune trials need from the driver's environment: W&B settings and
-    the test hooks. Ray forwards only its own variables."""
-    return {k: v for k, v in os.environ.items()
-            if k.startswith(FORWARDED_ENV_PREFIXES) or k in FORWARDED_ENV}
-
-
-def quiet_ray(verbose: bool) -> None:
-    """Ray's tables, execution plans and internal log lines are one flag away (--verbose);
-    by default the console shows our lines only. Set before Ray and Tune print anything."""
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = verbose
-    ctx.print_on_execution_start = verbose
-    if not verbose:
-        from ray.util.debug import log_once
-
-        log_once("ray_data_progress_manager_disabled")  # "Progress bars disabled": we know
-        import optuna
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy engine honours verbose=0
-        os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
-        logging.getLogger("ray.tune").setLevel(logging.WARNING)
-        logging.getLogger("ray.train").setLevel(logging.WARNING)
-
-
-def init_ray(cfg: Config, verbose: bool = False) -> None:
-    """Join RAY_ADDRESS, or the cluster running on this machine (`ray start`, `ray attach`,
-    `ray up`); only when there is none, start a local Ray. Resources are never passed to an
-    existing cluster; a local one gets extra logical CPUs only where this machine has fewer
-    than one run needs (Train workers, a decode actor each, and one CPU for the data stream's
-    short tasks)."""
-    quiet_ray(verbose)
-    if ray.is_initialized():
-        return
-    common = {"log_to_driver": verbose, "logging_level": logging.INFO if verbose else
-              logging.ERROR, "runtime_env": {"env_vars": forwarded_env()}}
-    try:
-        ray.init(address=os.environ.get("RAY_ADDRESS") or "auto", **common)
-        return
-    except ConnectionError:
-        if os.environ.get("RAY_ADDRESS"):
-            raise
-    need = cfg.run.workers * (cfg.run.cpus_per_worker + cfg.data.cpus_per_actor) + 1
-    cores = os.cpu_count() or 1
-    # One machine: no node can be drained or preempted, so Train's preemption watcher (an
-    # extra process to start on every run) has nothing to watch; and the controller may poll
-    # its workers every 0.5 s instead of 2 s (it notices the end of a run 1.5 s sooner).
-    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
-    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
-    ray.init(address="local", num_cpus=max(cores, int(need + 0.999)),
-             dashboard_host="127.0.0.1", **common)
-
-
-def alive_nodes() -> list[dict]:
-    return [n for n in ray.nodes() if n["Alive"]]
-
-
-def check_shared(path: str) -> None:
-    """With several nodes, rank 0 may write the run folder from any of them: a local --out that
-    another node cannot see is refused before training, with what to pass instead."""
-    nodes = alive_nodes()
-    if storage.is_uri(path) or len(nodes) < 2:
-        return
-    marker = storage.join(path, f".raysys-shared-{uuid.uuid4().hex}")
-    storage.write_text(marker, "visible from every node?")
-    try:
-        blind = [n["NodeManagerAddress"] for n in nodes if not node_sees(n["NodeID"], marker)]
-    finally:
-        os.unlink(marker)
-    if blind:
-        raise ValueError(
-            f"{path} is not visible from {len(blind)} node(s) ({', '.join(blind[:4])}): rank 0 "
-            "writes the run folder from whichever node it lands on. Pass --out (or --storage) "
-            "on storage every node mounts, e.g. /mnt/efs/raysys/..., or an s3:// URI")
-
-
-def node_sees(node_id: str, path: str) -> bool:
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    probe = ray.remote(num_cpus=0)(os.path.exists).options(
-        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False))
-    return ray.get(probe.remote(path), timeout=120)
-
-
 # --- the trainer ----------------------------------------------------------------------------
 
 def load_checked_source(cfg: Config) -> Source:
@@ -183,8 +89,7 @@ def build_trainer(cfg: Config, source: Source, ledger, callbacks: list | None = 
         train_loop_per_worker,
         train_loop_config={
             "config": cfg.to_dict(), "names": source.names,
-            "train_counts": source.train_counts.tolist(), "run_dir": cfg.run.out,
-            "run_name": cfg.run.name, "ledger": ledger,
+            "train_counts": source.train_counts.tolist(), "ledger": ledger,
             "steps_per_epoch": steps_per_epoch(source.images["train"], cfg.data.batch_size),
             "shuffle_buffer": shuffle_buffer(cfg, source),
             "wandb_dir": None if storage.is_uri(cfg.run.out) else cfg.run.out},
@@ -207,52 +112,6 @@ def build_trainer(cfg: Config, source: Source, ledger, callbacks: list | None = 
     )
 
 
-class EchoLedger:
-    """While fit() blocks, print the lines rank 0 sends to the ledger (the driver's console),
-    and keep them, with where Ray's own logs are, in the run folder's console.log."""
-
-    def __init__(self, ledger, run_dir: str, interval_s: float = 0.5):
-        self.ledger, self.run_dir, self.interval = ledger, run_dir, interval_s
-        self.lines = [f"Ray's logs: {ray_logs_dir()} (--verbose prints them)"]
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            self.flush()
-            self.stop.wait(self.interval)
-
-    def flush(self) -> None:
-        try:
-            for line in ray.get(self.ledger.drain.remote(), timeout=30):
-                print(line, flush=True)
-                self.lines.append(line)
-        except Exception:  # the console must never fail a run
-            pass
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.thread.join()  # its last drain ends within ray.get's timeout
-        self.flush()
-        path = storage.join(self.run_dir, "console.log")
-        try:  # a resumed run adds its lines to the earlier attempts'
-            earlier = storage.read_text(path) if storage.exists(path) else ""
-            storage.write_text(path, earlier + "\n".join(self.lines) + "\n")
-        except Exception as e:  # a missing console copy is not worth losing the run's result
-            print(f"raysys: could not write console.log in {self.run_dir}: {e}", flush=True)
-
-
-def ray_logs_dir() -> str:
-    try:
-        return ray._private.worker._global_node.get_logs_dir_path()  # the driver's node
-    except Exception:  # private API: the console must never fail a run
-        return "unknown"
-
-
 @contextmanager
 def bad_data_as_error(ledger):
     """A stop for too many undecodable images surfaces as BadDataError with the ledger's
@@ -266,9 +125,11 @@ def bad_data_as_error(ledger):
         raise e
 
 
-def train(cfg: Config, callbacks: list | None = None, echo: bool = True) -> ray.train.Result:
-    """Build this run's data, ledger and TorchTrainer, and fit it: the part a `raysys train`
-    driver and a sweep's trial function share (a sweep prints from Tune's side instead)."""
+def fit_trainer(cfg: Config, callbacks: list | None = None, echo: bool = True
+                ) -> ray.train.Result:
+    """Build this run's data, ledger and TorchTrainer, and fit it: the part `fit` and a sweep's
+    trial function share (a sweep prints from Tune's side instead: echo=False)."""
+    storage.write_text(storage.join(cfg.run.out, "config.json"), cfg.to_json())
     source = load_checked_source(cfg)
     ledger = create_ledger(source, cfg.data)
     with EchoLedger(ledger, cfg.run.out) if echo else nullcontext(), bad_data_as_error(ledger):
@@ -280,13 +141,10 @@ def fit(cfg: Config, verbose: bool = False) -> dict:
     cfg = resolve_run(validate(cfg))
     init_ray(cfg, verbose)
     check_shared(cfg.run.out)
-    storage.write_text(storage.join(cfg.run.out, "config.json"), cfg.to_json())
     if os.environ.get(FAULT_ENV):
         print(f"test fault injection armed: {os.environ[FAULT_ENV]}", flush=True)
-    result = train(cfg)
-    from raysys.run_report import build_report  # the report reads back what training wrote
-
-    build_report(cfg.run.out)
+    result = fit_trainer(cfg)
+    build_report(cfg.run.out)  # reads back what training wrote
     history = read_history(cfg.run.out)
     metric = cfg.run.metric
     # The best checkpoint Ray Train kept by run.metric; none if the run diverged in epoch 1.

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from raysys.config import LossConfig, load_config
-from raysys.losses import CLASS_WEIGHTS, WeightedSmoothedCE, build_mixup, class_weights
+from raysys.config import CLASS_WEIGHT_SCHEMES, LossConfig, load_config
+from raysys.model.losses import CLASS_WEIGHTS, WeightedSmoothedCE, build_mixup, class_weights
 
 COUNTS = np.array([90.0, 30.0, 10.0, 5.0])
 
@@ -101,6 +101,10 @@ def test_every_weighting_backprops(scheme, mix):
     loss.backward()
     assert torch.isfinite(loss) and logits.grad.abs().sum() > 0
     assert f.weight.mean().item() == pytest.approx(1.0)
+
+
+def test_the_config_validates_exactly_the_registered_schemes():
+    assert tuple(CLASS_WEIGHTS) == CLASS_WEIGHT_SCHEMES
 
 
 def test_class_weight_schemes():

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from raysys.cli import main as cli
-from raysys.driver import fit
-from raysys.manifest import read_manifest
+from raysys.data.manifest import read_manifest
+from raysys.train.run import fit
 from tests.conftest import micro
 
 OUTPUTS = ("config.json", "best_model.pth", "predictions.npy", "true_labels.npy", "val_rows.npy",

@@ -9,12 +9,18 @@ import pytest
 import torch
 from timm.utils import random_seed
 
-from raysys.augment import KeyedDraws
-from raysys.checkpoint import load_state, save_state
 from raysys.config import load_config
-from raysys.keyed_random import derived_seed
-from raysys.metrics import POST_HOC_TAUS
-from raysys.worker import evaluate, make_trainee, train_one_epoch
+from raysys.model.augment import augment_uniforms
+from raysys.model.checkpoint import load_state
+from raysys.model.metrics import POST_HOC_TAUS
+from raysys.model.step import (
+    evaluate,
+    make_trainee,
+    restore_trainee,
+    save_trainee,
+    seed_epoch,
+    train_one_epoch,
+)
 
 K = 4
 CPU = torch.device("cpu")
@@ -28,8 +34,11 @@ def batches(epoch: int, steps: int = 3, batch: int = 8, seed: int = 0, train: bo
         labels = rng.integers(0, K, batch)
         images = (labels[:, None, None, None] * 60 + rng.integers(0, 20, (batch, 3, 32, 32)))
         rows = np.arange(s * batch, (s + 1) * batch)
-        out.append(KeyedDraws(seed, train)({"image": images.astype(np.uint8), "label": labels,
-                                            "row": rows, "epoch": np.full(batch, epoch)}))
+        b = {"image": torch.from_numpy(images.astype(np.uint8)),
+             "label": torch.from_numpy(labels), "row": torch.from_numpy(rows)}
+        if train:
+            b["aug"] = torch.from_numpy(augment_uniforms(seed, np.full(batch, epoch), rows))
+        out.append(b)
     return out
 
 
@@ -69,7 +78,7 @@ def test_fp16_overflow_steps_are_skipped_not_divergence():
 
 
 def _epoch(t, epoch, rank=0):
-    random_seed(derived_seed(0, epoch), rank)  # what the worker loop does per epoch
+    seed_epoch(0, epoch, rank)  # what the worker loop does per epoch
     train_one_epoch(t, batches(epoch), CPU)
 
 
@@ -77,8 +86,7 @@ def test_resume_is_exact_and_loads_weights_only(tmp_path):
     sets = ["model.drop_path_rate=0.2", "augment.mixup=0.8", "augment.cutmix=1.0"]
     t = trainee(*sets)
     _epoch(t, 1)
-    save_state(tmp_path / "s.pt", model=t.raw, optimizer=t.optimizer, scaler=t.scaler, ema=None,
-               step=t.step, epoch=1, best=0.5, history=[{"epoch": 1, "val/top1": 0.5}])
+    save_trainee(t, tmp_path / "s.pt", epoch=1, best=0.5, history=[{"epoch": 1, "val/top1": 0.5}])
     for epoch in (2, 3):
         _epoch(t, epoch)
     expected = copy.deepcopy(t.raw.state_dict())
@@ -86,12 +94,9 @@ def test_resume_is_exact_and_loads_weights_only(tmp_path):
     torch.manual_seed(123)  # a fresh process: other RNG state, other init
     np.random.seed(7)
     t2 = trainee(*sets)
-    meta = load_state(tmp_path / "s.pt", model=t2.raw, optimizer=t2.optimizer, scaler=t2.scaler,
-                      ema=None)
+    meta = restore_trainee(t2, tmp_path / "s.pt")  # what the worker loop does on resume
     assert meta == {"step": 3, "epoch": 1, "best": 0.5,
-                    "history": [{"epoch": 1, "val/top1": 0.5}]}
-    t2.step = meta["step"]
-    t2.scheduler.step_update(t2.step)
+                    "history": [{"epoch": 1, "val/top1": 0.5}]} and t2.step == 3
     for epoch in (2, 3):
         _epoch(t2, epoch)
     assert t2.optimizer.param_groups[0]["lr"] == t.optimizer.param_groups[0]["lr"]
@@ -99,12 +104,14 @@ def test_resume_is_exact_and_loads_weights_only(tmp_path):
         torch.testing.assert_close(v, expected[k], rtol=0, atol=0)
 
 
-def test_ranks_draw_differently_from_the_same_epoch():
-    draws = []
-    for rank in (0, 1):
-        random_seed(derived_seed(0, 3), rank)
-        draws.append(torch.rand(4))
-    assert not torch.equal(*draws)
+def test_epoch_seeding_separates_ranks_and_epochs_and_repeats():
+    def draw(epoch, rank):
+        seed_epoch(0, epoch, rank)
+        return torch.cat([torch.rand(2), torch.from_numpy(np.random.rand(2)).float()])
+
+    assert torch.equal(draw(3, 0), draw(3, 0))  # a resumed rank draws what it would have
+    assert not torch.equal(draw(3, 0), draw(3, 1))  # ranks never share a stream
+    assert not torch.equal(draw(3, 0), draw(4, 0))
 
 
 class Exploit:
@@ -126,12 +133,16 @@ def test_crafted_pickle_is_refused(tmp_path):
 def test_cuda_resume(tmp_path):
     cfg = load_config("micro")
     gpu = torch.device("cuda")
-    t = make_trainee(cfg, np.array([40.0, 30, 20, 10]), gpu, wrap=lambda m: m,
-                     steps_per_epoch=3)
-    save_state(tmp_path / "s.pt", model=t.raw, optimizer=t.optimizer, scaler=t.scaler,
-               ema=None, step=0, epoch=1, best=0.0, history=[])
-    t2 = make_trainee(cfg, np.array([40.0, 30, 20, 10]), gpu, wrap=lambda m: m,
-                      steps_per_epoch=3)
-    load_state(tmp_path / "s.pt", model=t2.raw, optimizer=t2.optimizer, scaler=t2.scaler,
-               ema=None)
+    counts = np.array([40.0, 30, 20, 10])
+    t = make_trainee(cfg, counts, gpu, wrap=lambda m: m, steps_per_epoch=3)
+    seed_epoch(0, 1, 0)
+    train_one_epoch(t, [{k: v.to(gpu) for k, v in b.items()} for b in batches(1)], gpu)
+    save_trainee(t, tmp_path / "s.pt", epoch=1, best=0.0, history=[])
+    seed_epoch(0, 2, 0)
+    want = train_one_epoch(t, [{k: v.to(gpu) for k, v in b.items()} for b in batches(2)], gpu)
+    t2 = make_trainee(cfg, counts, gpu, wrap=lambda m: m, steps_per_epoch=3)
+    restore_trainee(t2, tmp_path / "s.pt")  # RNG tensors saved on CPU load back fine
+    seed_epoch(0, 2, 0)
+    got = train_one_epoch(t2, [{k: v.to(gpu) for k, v in b.items()} for b in batches(2)], gpu)
     assert next(t2.raw.parameters()).device.type == "cuda"
+    assert got["train/loss"] == pytest.approx(want["train/loss"], rel=1e-5)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from raysys.metrics import POST_HOC_TAUS, cv, predictions, relative_pred_cv, val_metrics
+from raysys.model.metrics import POST_HOC_TAUS, cv, predictions, relative_pred_cv, val_metrics
 
 
 def _metrics(labels, preds, k):

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torchvision.transforms.functional as TF
 
-from raysys import augment as A
 from raysys.config import AugmentConfig
+from raysys.model import augment as A
 
 torch.manual_seed(0)
 X = torch.rand(6, 3, 20, 24)
@@ -64,8 +64,7 @@ def test_erase_matches_torchvision_and_draws_valid_boxes():
 def test_batch_augment_draws_per_sample():
     aug = A.BatchAugment(AugmentConfig(), (0.5,) * 3, (0.5,) * 3, torch.device("cpu"))
     images = torch.full((64, 3, 16, 16), 128, dtype=torch.uint8)
-    u = A.KeyedDraws(0, train=True)({"image": images.numpy(), "label": np.zeros(64, int),
-                                     "row": np.arange(64), "epoch": np.ones(64, int)})["aug"]
+    u = torch.from_numpy(A.augment_uniforms(0, np.ones(64, int), np.arange(64)))
     out = aug(images, u)
     assert out.dtype == torch.float32 and out.shape == images.shape
     per_sample = out.flatten(1)

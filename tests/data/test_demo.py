@@ -1,7 +1,7 @@
 import hashlib
 import json
 
-from raysys.demo_data import generate, power_law_counts
+from raysys.data.demo import generate, power_law_counts
 
 
 def _digest(root):

@@ -10,7 +10,7 @@ from PIL import Image
 
 from raysys.cli import main as cli
 from raysys.config import DataConfig
-from raysys.manifest import (
+from raysys.data.manifest import (
     ManifestError,
     assign_groups,
     build_manifest,

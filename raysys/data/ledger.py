@@ -1,0 +1,80 @@
+"""The run ledger: one small actor per run that the decode actors, rank 0 and the driver share.
+
+- The decode actors report the rows they dropped; an epoch over data.max_bad_fraction stops
+  the run with a message naming examples.
+- Rank 0 sets the epoch a (re)started train stream begins at.
+- Rank 0 sends its one-line epoch summaries, which the driver prints (train/console.py).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import ray
+
+from raysys.config import DataConfig
+from raysys.data.source import Source
+
+
+@ray.remote(num_cpus=0)
+class RunLedger:
+    """Pinned to the driver's node (create_ledger), so a lost worker node does not take the
+    run's accounting with it."""
+
+    def __init__(self, rows_per_epoch: dict[str, int], max_bad_fraction: float):
+        self.rows, self.max_bad = rows_per_epoch, max_bad_fraction
+        self.start = 1
+        self.seen: dict = defaultdict(int)
+        self.bad: dict = defaultdict(list)
+        self.decoder_nodes: set[str] = set()
+        self.fatal: str | None = None
+        self.lines: list[str] = []
+
+    def set_start(self, epoch: int) -> None:
+        """A (re)started train stream begins here; counts of epochs it replays start over."""
+        self.start = epoch
+        for key in [k for k in self.seen if k[0] == "train" and k[1] >= epoch]:
+            self.seen.pop(key)
+            self.bad.pop(key, None)
+
+    def start_epoch(self) -> int:
+        return self.start
+
+    def record(self, split: str, epoch: int, seen: int, bad: list[str], node: str) -> str | None:
+        """Add one decode batch; returns the error message once the epoch is over the limit."""
+        key = (split, epoch)
+        self.seen[key] += seen
+        self.bad[key] += bad
+        self.decoder_nodes.add(node)
+        limit = self.max_bad * self.rows[split]
+        if len(self.bad[key]) > limit and self.fatal is None:
+            n = len(self.bad[key])
+            self.fatal = (
+                f"{n} of {self.rows[split]} {split} images in epoch {epoch} could not be "
+                f"decoded, more than data.max_bad_fraction={self.max_bad:g}. Examples: "
+                + "; ".join(self.bad[key][:5]) + ". Fix or remove them and rebuild the "
+                "manifest (`raysys manifest`), or raise data.max_bad_fraction")
+        return self.fatal
+
+    def bad_rows(self, split: str, epoch: int) -> list[str]:
+        return list(self.bad.get((split, epoch), []))
+
+    def state(self) -> dict:
+        return {"fatal": self.fatal, "decoder_nodes": sorted(self.decoder_nodes)}
+
+    def log(self, line: str) -> None:
+        self.lines.append(line)
+
+    def drain(self) -> list[str]:
+        lines, self.lines = self.lines, []
+        return lines
+
+
+def create_ledger(source: Source, data: DataConfig):
+    """Pinned to the driver's node: the Train controller lives there too."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = ray.get_runtime_context().get_node_id()
+    return RunLedger.options(
+        scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)
+    ).remote(source.images, data.max_bad_fraction)

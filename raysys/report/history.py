@@ -1,0 +1,37 @@
+"""A run's history (training_log.json: one entry per epoch), and the two things every reader
+takes from it: the best epoch and how the run ended. The loop, `raysys report`, `fit()` and the
+sweep report all ask these functions, so they never disagree."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from raysys import storage
+
+# How a run ended, as every report names it.
+STATUSES = ("finished", "stopped early", "diverged", "error", "running")
+
+
+def read_history(run_dir: str) -> list[dict]:
+    return json.loads(storage.read_text(storage.join(run_dir, "training_log.json")))
+
+
+def best_entry(history: list[dict], key: str) -> dict:
+    """The epoch with the highest `key`; the later one on a tie, as Ray Train ranks ties."""
+    finite = [h for h in history if not h["diverged"] and np.isfinite(h[key])]
+    return max(reversed(finite), key=lambda h: h[key]) if finite else history[-1]
+
+
+def run_status(history: list[dict], epochs: int, *, error: object = None,
+               running: bool = False) -> str:
+    """One of STATUSES. `running`: the run is still going (the loop asks mid-run), so an
+    epoch before the last is not a stop."""
+    if error is not None or not history:
+        return "error"
+    if history[-1]["diverged"]:
+        return "diverged"
+    if history[-1]["epoch"] >= epochs:
+        return "finished"
+    return "running" if running else "stopped early"
