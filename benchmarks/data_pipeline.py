@@ -139,7 +139,7 @@ def time_ray(manifest: Path, cores: int, epochs: int, augment_on_cpu: bool,
     ds = train_stream(cfg, source, ledger)
     ds.context.execution_options.preserve_order = True  # as the Train split runs it
     aug = BatchAugment(AugmentConfig(), MEAN, STD, torch.device("cpu"))
-    spe = steps_per_epoch(source.images["train"], cfg.data.batch_size)
+    spe = steps_per_epoch(source.images["train"], cfg.global_batch)
     stamps = []
     t0 = time.perf_counter()
     for batch in ds.iter_torch_batches(batch_size=64, drop_last=True, prefetch_batches=4,

@@ -45,7 +45,7 @@ def synthetic(preset: str, device: torch.device, steps: int, compile_: bool) -> 
     """Steady-state img/s of train_one_epoch on device-resident uint8 batches."""
     cfg = load_config(preset, sets=[f"optim.compile={str(compile_).lower()}",
                                     "optim.precision=auto"])
-    batch = cfg.data.batch_size
+    batch = cfg.global_batch
     counts = np.full(500, 100.0)
     t = make_trainee(cfg, counts, device, wrap=lambda m: m, steps_per_epoch=steps)
     rng = np.random.default_rng(0)

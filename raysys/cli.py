@@ -155,7 +155,7 @@ def cmd_sweep(a: argparse.Namespace) -> int:
     from raysys import storage
     from raysys.data.source import read_names
     from raysys.sweep import experiments
-    from raysys.sweep.runner import run_sweep
+    from raysys.sweep.runner import TRIAL_CPUS, run_sweep
     from raysys.train.cluster import check_shared, init_ray
     from raysys.train.run import ensure_manifest
 
@@ -177,8 +177,8 @@ def cmd_sweep(a: argparse.Namespace) -> int:
                              "split_by": "group"}}
     cfg = config_from(a, "micro" if demo else "vit_base", defaults)
     sweep_dir = storage.absolute(a.out or storage.join(cfg.run.storage, "sweeps", a.name))
-    init_ray(cfg, a.verbose)
-    check_shared(sweep_dir)
+    init_ray(cfg, a.verbose, spare_cpus=TRIAL_CPUS)
+    check_shared(sweep_dir, cfg)
     if not cfg.data.manifest:  # built once, shared by every trial
         manifest = ensure_manifest(cfg.data, storage.join(sweep_dir, "data"))
         defaults.setdefault("data", {})["manifest"] = manifest
@@ -255,13 +255,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from raysys.config import ConfigError
-    from raysys.data.decode import BadDataError
     from raysys.data.manifest import ManifestError
+    from raysys.errors import BadDataError, StallError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ManifestError, ConfigError, BadDataError, FileNotFoundError, ValueError) as e:
+    except (ManifestError, ConfigError, BadDataError, StallError, FileNotFoundError,
+            ValueError, ConnectionError) as e:
         print(f"raysys {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,21 @@ LFW_INDEX = LFW / "index_files"
 
 # Tests never log to W&B and never reach a network.
 os.environ.setdefault("WANDB_MODE", "disabled")
+# Ray 2.60 turns token authentication on by default and writes ~/.ray/auth_token into the
+# home folder of whoever starts a Ray: the tests bring their own token, in a temporary folder
+# (every Ray and subprocess they start inherits the path), and remove it at the end.
+_AUTH_DIR = Path(tempfile.mkdtemp(prefix="raysys-test-auth-"))
+(_AUTH_DIR / "auth_token").write_text(secrets.token_hex(32))
+_SAVED_TOKEN_PATH = os.environ.get("RAY_AUTH_TOKEN_PATH")
+os.environ["RAY_AUTH_TOKEN_PATH"] = str(_AUTH_DIR / "auth_token")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _SAVED_TOKEN_PATH is None:
+        os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
+    else:
+        os.environ["RAY_AUTH_TOKEN_PATH"] = _SAVED_TOKEN_PATH
+    shutil.rmtree(_AUTH_DIR, ignore_errors=True)
 # As init_ray sets for the local Ray it starts (the tests start their own): Train's controller
 # polls every 0.5 s, not 2 s.
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")

@@ -5,15 +5,17 @@ every preset in the registry trains a step on the CPU."""
 import pytest
 
 from raysys.cli import build_parser, config_from
-from raysys.config import ConfigError, load_config
+from raysys.config import Config, ConfigError, load_config
 
 
 def test_seed_recipe_is_the_default():
-    cfg = load_config()
+    seed = Config()  # the dataclass defaults: the seed's recipe, its lr rule 1e-3 x B/256
+    assert (seed.data.batch_size, seed.global_batch, seed.local_batch) == (256, 256, 256)
+    assert seed.optim.resolved_lr(seed.global_batch) == pytest.approx(1e-3)
+    assert seed.optim.resolved_lr(2048) == pytest.approx(8e-3)
+    cfg = load_config()  # the vit_base preset: 256 per GPU and DeiT's 5e-4 x B/512
     assert cfg.model.arch == "vit_base_patch16_224" and cfg.data.img_size == 224
-    assert (cfg.data.batch_size, cfg.optim.epochs, cfg.optim.warmup_epochs) == (256, 100, 10)
-    assert cfg.optim.resolved_lr(cfg.data.batch_size) == pytest.approx(1e-3)
-    assert cfg.optim.resolved_lr(2048) == pytest.approx(8e-3)
+    assert (cfg.optim.epochs, cfg.optim.warmup_epochs) == (100, 10)
     assert (cfg.optim.weight_decay, cfg.optim.grad_clip) == (0.05, 1.0)
     assert (cfg.loss.label_smoothing, cfg.model.drop_rate, cfg.model.drop_path_rate) == \
         (0.1, 0.1, 0.1)
@@ -25,13 +27,13 @@ def test_precedence_preset_yaml_flags_set(tmp_path):
     y = tmp_path / "c.yaml"
     y.write_text("optim:\n  epochs: 7\n  lr: 0.5\nloss:\n  label_smoothing: 0.2\n"
                  "run:\n  workers: 3\n")
-    cfg = load_config("micro", y, flags={"optim": {"epochs": 8}, "run": {"workers": 4}},
-                      sets=["run.workers=2", "data.top_k=30", "run.workers=5"],
+    cfg = load_config("micro", y, flags={"optim": {"epochs": 8}, "run": {"workers": 8}},
+                      sets=["run.workers=2", "data.top_k=30", "run.workers=4"],
                       defaults={"optim": {"epochs": 6, "warmup_epochs": 2}})
     assert cfg.optim.epochs == 8  # flag over YAML over defaults
     assert cfg.optim.lr == 0.5 and cfg.loss.label_smoothing == 0.2  # YAML over preset
     assert cfg.optim.warmup_epochs == 2  # defaults over preset
-    assert cfg.run.workers == 5  # --set over flags, the last --set wins
+    assert cfg.run.workers == 4  # --set over flags, the last --set wins
     assert cfg.data.top_k == 30 and cfg.data.img_size == 32  # preset kept where untouched
     assert type(cfg).from_dict(cfg.to_dict()) == cfg
 
@@ -107,3 +109,17 @@ def test_logit_adjustment_allowed_without_weights():
     assert cfg.loss.logit_adjust_tau == 1.0
 
 
+
+
+def test_batch_is_named_per_worker_or_global_and_printed():
+    eight = load_config("vit_base", sets=["run.workers=8"])
+    assert (eight.local_batch, eight.global_batch) == (256, 2048)
+    assert eight.optim.resolved_lr(eight.global_batch) == pytest.approx(2e-3)
+    assert eight.batch_line() == ("batch 8 worker(s) x 256 = 2048 global; "
+                                  "lr 0.0005 x 2048/512 = 2.00e-03")
+    split = load_config("micro", sets=["run.workers=2"])  # a global batch, split evenly
+    assert (split.global_batch, split.local_batch) == (64, 32)
+    with pytest.raises(ConfigError, match="must split evenly over run.workers=3"):
+        load_config("micro", sets=["run.workers=3"])
+    odd = load_config("micro", sets=["run.workers=3", "data.worker_batch=20"])
+    assert (odd.global_batch, odd.local_batch) == (60, 20)

@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+import pandas as pd
 import pyarrow.fs as pafs
 import pytest
 
@@ -86,6 +87,13 @@ def cluster(s3):
     c.shutdown()
 
 
+class Holder:
+    """Holds CPUs on a node while a test needs them taken."""
+
+    def ready(self) -> bool:
+        return True
+
+
 def _worker_nodes(c) -> dict[str, object]:
     return {n.node_id: n for n in c.worker_nodes}
 
@@ -153,7 +161,9 @@ def test_sweep_waits_for_nodes_then_runs_trials_at_once_into_s3(cluster, demo_ma
 
 def test_train_joins_the_running_cluster_without_ray_address(cluster, demo_manifest, tmp_path):
     """The `ray attach` case: no RAY_ADDRESS, a cluster running on this machine. `raysys train`
-    joins it (no second Ray, no 'num_cpus must not be provided'), one worker per node."""
+    joins it (no second Ray, no 'num_cpus must not be provided'), one worker per node. The
+    workers and their decode actors fill their nodes (3 + 1 of 4 CPUs): a run of that shape
+    hung, with no message, while the stream's helper tasks wanted a whole CPU."""
     def gcs_servers() -> int:
         return int(subprocess.run(["pgrep", "-c", "gcs_server"], capture_output=True,
                                   text=True).stdout.strip() or 0)
@@ -163,7 +173,8 @@ def test_train_joins_the_running_cluster_without_ray_address(cluster, demo_manif
     out = tmp_path / "run"
     r = subprocess.run([sys.executable, "-m", "raysys.cli", "train", "--manifest",
                         str(demo_manifest), "--preset", "micro", "--epochs", "2", "--workers",
-                        "2", "--set", "run.cpus_per_worker=3", "--out", str(out),
+                        "2", "--set", "run.cpus_per_worker=3", "--set", "data.cpus_per_actor=1",
+                        "--out", str(out),
                         "--name", "2024-06-01"],  # a name YAML would turn into a date
                        env=env, capture_output=True, text=True, timeout=400)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -181,14 +192,15 @@ def test_a_folder_some_node_cannot_see_is_refused(cluster, tmp_path, monkeypatch
     shares this machine's disk, so one node's view is stubbed to 'not there'.)"""
     from raysys.train import cluster as driver
 
-    driver.check_shared(str(tmp_path))  # every node really sees it
+    cfg = load_config("micro")
+    driver.check_shared(str(tmp_path), cfg)  # every node really sees it
     nodes = [n["NodeID"] for n in driver.alive_nodes()]
     assert len(nodes) >= 2
     real = driver.node_sees
     monkeypatch.setattr(driver, "node_sees",
                         lambda node, path: False if node == nodes[-1] else real(node, path))
     with pytest.raises(ValueError, match="is not visible from 1 node.*s3://"):
-        driver.check_shared(str(tmp_path))
+        driver.check_shared(str(tmp_path), cfg)
 
 
 def test_lost_node_mid_epoch_resumes_on_the_rest(cluster, demo_manifest, tmp_path,
@@ -218,7 +230,7 @@ def test_lost_node_mid_epoch_resumes_on_the_rest(cluster, demo_manifest, tmp_pat
         time.sleep(0.2)
     time.sleep(1.0)  # into epoch 2
     victim = log[0]["workers/nodes"][1]
-    cluster.remove_node(_worker_nodes(cluster)[victim])
+    cluster.remove_node(_worker_nodes(cluster)[victim], allow_graceful=False)  # SIGKILL
     runner.join(timeout=400)
     assert not runner.is_alive() and result, "the run did not finish"
     history = result["history"]
@@ -229,3 +241,64 @@ def test_lost_node_mid_epoch_resumes_on_the_rest(cluster, demo_manifest, tmp_pat
         "fault": "worker node removed mid-epoch (2 workers on 3 nodes)", "tries": 1,
         "outcome": "restarted from the last checkpoint on the 2 nodes left; epochs 1-4 each "
                    "logged once", "lost": "the interrupted epoch's progress only"})
+
+
+def test_a_sweep_trials_driver_node_lost_resumes_through_tune(cluster, demo_manifest, tmp_path,
+                                                              reliability_log):
+    """In a sweep the run's driver is the Tune trial actor, on a worker node, with the Train
+    controller and the ledger beside it. That node is SIGKILLed (a spot reclaim) after the
+    trial's first epoch: Tune restarts the trial, which resumes from its own checkpoint; the
+    epochs before the loss are kept, not rerun."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    from ray.util.state import list_actors
+
+    for _ in range(2):
+        cluster.add_node(**WORKER_NODE)
+    cluster.wait_for_nodes()
+    # The head's CPUs held, so the trial actor lands on a worker node, as on a real cluster.
+    hold = ray.remote(num_cpus=2)(Holder).options(
+        scheduling_strategy=NodeAffinitySchedulingStrategy(cluster.head_node.node_id,
+                                                           soft=False)).remote()
+    ray.get(hold.ready.remote())
+    space, points = grid(optim__lr=[2e-3])
+    exp = Experiment("lost", "one trial", space, points)
+    base = load_config("micro", sets=[
+        f"data.manifest={demo_manifest}", "optim.epochs=3", "run.cpus_per_worker=3",
+        "sweep.grace_period=3", "run.max_failures=2"])
+    sweep_dir = tmp_path / "lost"
+    out: dict = {}
+    sweep = threading.Thread(target=lambda: out.update(report=run_sweep(exp, base,
+                                                                        str(sweep_dir))))
+    sweep.start()
+    deadline = time.time() + 400
+    while True:
+        assert time.time() < deadline and sweep.is_alive(), "no epoch finished in time"
+        logs = list(sweep_dir.glob("runs/*/training_log.json"))
+        snaps = list(sweep_dir.glob("runs/*/checkpoints/checkpoint_manager_snapshot.json"))
+        if logs and snaps and "checkpoint_" in snaps[0].read_text():
+            before = json.loads(logs[0].read_text())
+            if before:
+                break
+        time.sleep(0.3)
+    alive = list_actors(address=cluster.address, filters=[("state", "=", "ALIVE")])
+    trial_actors = [a for a in alive if a.class_name in ("ImplicitFunc", "run_trial", "_Inner")]
+    assert len(trial_actors) == 1, [(a.class_name, a.node_id) for a in alive]
+    nodes = _worker_nodes(cluster)
+    assert trial_actors[0].node_id in nodes, (trial_actors[0].node_id, list(nodes))
+    victim = nodes[trial_actors[0].node_id]
+    cluster.remove_node(victim, allow_graceful=False)  # SIGKILL, as a spot reclaim
+    sweep.join(timeout=600)
+    ray.kill(hold)
+    assert not sweep.is_alive() and "report" in out, "the sweep did not finish"
+    after = json.loads(logs[0].read_text())
+    assert victim.node_id not in after[-1]["workers/nodes"]
+    assert [h["epoch"] for h in after] == [1, 2, 3]
+    assert after[:len(before)] == before  # the epochs before the loss, kept as they were
+    trials = pd.read_csv(sweep_dir / "trials.csv")
+    assert trials["status"].tolist() == ["finished"]
+    reliability_log.append({
+        "fault": "node of a sweep trial's driver (trial actor, controller, ledger) SIGKILLed",
+        "tries": 1, "outcome": f"Tune restarted the trial; it resumed at epoch "
+                               f"{len(before) + 1} from its checkpoint; epochs 1-3 each once",
+        "lost": "the interrupted epoch's progress only"})

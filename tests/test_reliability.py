@@ -5,9 +5,12 @@ driver in test_sweep.py; they record themselves here too."""
 
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -19,6 +22,7 @@ from PIL import Image
 
 from raysys.config import DataConfig
 from raysys.data.manifest import build_manifest, read_manifest, write_manifest
+from raysys.errors import StallError
 from raysys.train.run import fit
 from tests.conftest import micro
 
@@ -62,6 +66,40 @@ def test_worker_killed_mid_epoch_restarts_from_its_checkpoint(
         "lost": f"the interrupted epoch's progress only (final val top-1 "
                 f"{history[-1]['val/top1']:.4f} vs {straight[-1]['val/top1']:.4f} "
                 "uninterrupted)"})
+
+
+@pytest.mark.slow
+def test_a_run_that_cannot_place_its_decode_actors_stops_with_a_message(
+        ray_local, demo_manifest, tmp_path, reliability_log):
+    """The plan fits the node (3.5 CPUs for the worker, 0.5 for a decode actor, 4 in all), but
+    something else holds 0.5 CPU while the run starts: the decode actor can never be placed.
+    Ray would wait forever in silence; the run stops once run.stall_timeout_s has passed with
+    no batch, saying what is pending and on what resource."""
+
+    @ray_local.remote(num_cpus=0.5)
+    class Squatter:
+        def ping(self) -> bool:
+            return True
+
+    squatter = Squatter.remote()
+    ray_local.get(squatter.ping.remote())
+    start = time.time()
+    try:
+        with pytest.raises(StallError) as stopped:
+            fit(micro(demo_manifest, tmp_path / "run", "run.cpus_per_worker=3.5",
+                      "run.stall_timeout_s=15", "run.max_failures=0"))
+    finally:
+        ray_local.kill(squatter)
+    message = str(stopped.value)
+    assert "no training progress for" in message and "DecodeActor" in message, message
+    assert "wanting {'CPU': 0.5}" in message and "run.stall_timeout_s" in message, message
+    log = tmp_path / "run" / "training_log.json"
+    assert not log.exists() or json.loads(log.read_text()) == []
+    reliability_log.append({
+        "fault": "decode actors that cannot be placed (CPUs held by another actor)",
+        "tries": 1, "outcome": f"stopped after {time.time() - start:.0f} s (stall timeout 15 s, "
+                               "after the workers started) naming the pending actor and CPUs",
+        "lost": "-"})
 
 
 def _jpeg(path: Path, seed: int) -> None:
@@ -204,42 +242,88 @@ def test_writer_killed_mid_write_leaves_the_previous_file_whole(tmp_path, reliab
 
 
 @pytest.mark.slow
-def test_local_ray_binds_dashboard_to_localhost(reliability_log):
-    """A local run's dashboard listens on 127.0.0.1 only, and no Ray client server is open."""
+def test_a_stale_address_file_starts_a_local_ray_bound_to_localhost(reliability_log):
+    """Ray's address file names a cluster that died without `ray stop`: raysys says so within
+    seconds and starts a local Ray (Ray's own join would wait for it forever), whose dashboard
+    listens on 127.0.0.1 only, IPv4 or IPv6, with no Ray client server open."""
     import ray
 
     ray.shutdown()  # this process's Ray: init_ray must start its own here
     os.environ.pop("RAYSYS_TEST_RAY", None)
     probe = textwrap.dedent("""
-        import json, ray
+        import json, ray, sys, time
         from raysys.config import load_config
         from raysys.train.cluster import init_ray
 
-        def listening():  # (ip, port) of every listening IPv4 TCP socket, from /proc
+        def listening():  # (ip, port) of every listening TCP socket, IPv4 and IPv6, from /proc
             out = []
-            for line in open("/proc/net/tcp").read().splitlines()[1:]:
-                local, state = line.split()[1], line.split()[3]
-                if state == "0A":
+            for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+                for line in open(table).read().splitlines()[1:]:
+                    local, state = line.split()[1], line.split()[3]
+                    if state != "0A":
+                        continue
                     ip, port = local.split(":")
-                    out.append((".".join(str(int(ip[i:i + 2], 16)) for i in (6, 4, 2, 0)),
-                                int(port, 16)))
+                    if len(ip) == 8:
+                        ip = ".".join(str(int(ip[i:i + 2], 16)) for i in (6, 4, 2, 0))
+                    else:  # IPv6 in four little-endian words: loopback is ...01000000
+                        words = [ip[i:i + 8] for i in range(0, 32, 8)]
+                        ip = {"00000000000000000000000001000000": "::1",
+                              "00000000000000000000000000000000": "::"}.get("".join(words),
+                                                                            ip)
+                    out.append((ip, int(port, 16)))
             return out
 
+        t0 = time.time()
         init_ray(load_config("micro"))
         port = int(ray._private.worker._global_node.webui_url.rsplit(":", 1)[1])
         listen = listening()
         print(json.dumps({"dashboard": [l for l in listen if l[1] == port],
-                          "client": [l for l in listen if l[1] == 10001]}))
+                          "client": [l for l in listen if l[1] == 10001],
+                          "gcs": ray.get_runtime_context().gcs_address}))
         ray.shutdown()
     """)
-    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                       timeout=180, env={k: v for k, v in os.environ.items()
-                                         if k != "RAY_ADDRESS"})
-    assert r.returncode == 0, r.stderr[-2000:]
-    found = json.loads(r.stdout.strip().splitlines()[-1])
+    temp = Path(tempfile.mkdtemp(prefix="rs", dir="/tmp"))  # short: Ray's socket paths
+    (temp / "ray").mkdir()
+    dead = _free_port()
+    (temp / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{dead}")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"RAY_TMPDIR": str(temp)}
+    start = time.time()
+    proc = subprocess.Popen([sys.executable, "-u", "-c", probe], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+    said = None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if said is None and f":{dead} that does not answer" in line:
+            said = time.time() - start
+    proc.wait(timeout=180)
+    shutil.rmtree(temp, ignore_errors=True)
+    assert proc.returncode == 0, "".join(lines)[-2000:]
+    assert said is not None and said < 10, ("".join(lines)[-2000:], said)
+    assert "`ray stop` clears it" in "".join(lines)
+    found = json.loads(lines[-1])
+    assert found["gcs"].rsplit(":", 1)[1] != str(dead)
     assert found["dashboard"] and all(ip == "127.0.0.1" for ip, _ in found["dashboard"])
     assert found["client"] == []
     reliability_log.append({
-        "fault": "network exposure of a local run", "tries": 1,
-        "outcome": f"dashboard on {found['dashboard'][0][0]}:{found['dashboard'][0][1]} only; "
-                   "no Ray client server", "lost": "-"})
+        "fault": "stale Ray address file (a Ray that died without `ray stop`)", "tries": 1,
+        "outcome": f"said so after {said:.1f} s and started a local Ray; dashboard on "
+                   f"{found['dashboard'][0][0]}:{found['dashboard'][0][1]} only (IPv4 and "
+                   "IPv6 checked); no Ray client server", "lost": "-"})
+
+
+def test_an_explicit_ray_address_that_does_not_answer_fails_in_seconds(demo_manifest,
+                                                                        tmp_path):
+    env = dict(os.environ, RAY_ADDRESS=f"127.0.0.1:{_free_port()}")
+    start = time.time()
+    r = subprocess.run([sys.executable, "-m", "raysys.cli", "train", "--manifest",
+                        str(demo_manifest), "--preset", "micro", "--out", str(tmp_path / "run")],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and time.time() - start < 15, r.stderr[-2000:]
+    assert f"RAY_ADDRESS={env['RAY_ADDRESS']}: nothing answers" in r.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -29,10 +29,6 @@ REDUCED_JPEG = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4)
                 (2, cv2.IMREAD_REDUCED_COLOR_2), (1, cv2.IMREAD_COLOR))
 
 
-class BadDataError(RuntimeError):
-    """Too many images of an epoch could not be decoded; the message names examples."""
-
-
 def decode(data: bytes, draft_side: int, short_side: int = 0, max_pixels: int = 0
            ) -> np.ndarray:
     """RGB uint8 (H, W, 3) with the shorter side no less than draft_side.

@@ -33,6 +33,28 @@ def name_list(n: int) -> list[str]:
     return FIRST_NAMES + [f"name{i:03d}" for i in range(len(FIRST_NAMES), n)]
 
 
+# The production set's shape (the seed's data card): 500 names, 434,528 images, these ten largest
+# exactly, 153 names over 1,000 images, 283 over 500, 437 over 200, the smallest ~150.
+PRODUCTION_TOP10 = (("alex", 5960), ("david", 5674), ("michael", 4801), ("laura", 4645),
+                    ("sarah", 4473), ("daniel", 4217), ("john", 3794), ("chris", 3782),
+                    ("james", 3736), ("amanda", 3428))
+PRODUCTION_TOTAL = 434_528
+PRODUCTION_KNOTS = ((10, 3428), (153, 1001), (283, 501), (437, 201), (500, 150))
+PRODUCTION_CURVE = 2.2222733  # the bend between knots that makes the counts sum to the total
+
+
+def production_counts() -> list[int]:
+    """Image counts of the 500 production names, largest first: the top ten as in the seed,
+    then a curve through the band thresholds (rank 153 at 1,001, 283 at 501, 437 at 201)."""
+    rest = []
+    for (r0, c0), (r1, c1) in zip(PRODUCTION_KNOTS, PRODUCTION_KNOTS[1:], strict=False):
+        r = np.arange(r0 + 1, r1 + 1)
+        rest.append(c1 + (c0 - c1) * ((r1 - r) / (r1 - r0)) ** PRODUCTION_CURVE)
+    counts = [c for _, c in PRODUCTION_TOP10] + np.floor(np.concatenate(rest)).astype(int).tolist()
+    counts[10] += PRODUCTION_TOTAL - sum(counts)  # the rounding remainder (a few images)
+    return counts
+
+
 def power_law_counts(n_names: int, total: int, alpha: float = 0.8, minimum: int = 8) -> list[int]:
     """Counts that fall off like rank^-alpha (production: alex 5,960 ... ~200), summing to total."""
     if total < n_names * minimum:

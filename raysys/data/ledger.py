@@ -1,13 +1,16 @@
-"""The run ledger: one small actor per run that the decode actors, rank 0 and the driver share.
+"""The run ledger: one small actor per run that the decode actors, the workers and the driver
+share.
 
 - The decode actors report the rows they dropped; an epoch over data.max_bad_fraction stops
   the run with a message naming examples.
-- Rank 0 sets the epoch a (re)started train stream begins at.
+- Rank 0 sets the epoch a (re)started train stream begins at; every rank registers itself, so
+  the driver's watchdog can stop a run that makes no progress (train/watchdog.py).
 - Rank 0 sends its one-line epoch summaries, which the driver prints (train/console.py).
 """
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 
 import ray
@@ -28,14 +31,34 @@ class RunLedger:
         self.bad: dict = defaultdict(list)
         self.decoder_nodes: set[str] = set()
         self.fatal: str | None = None
+        self.fatal_kind = ""  # "bad_data" | "stalled"
         self.lines: list[str] = []
+        self.workers: dict[int, object] = {}  # rank -> its Train worker actor
+        self.started, self.progressed = 0.0, 0.0  # when workers started; last sign of life
 
     def set_start(self, epoch: int) -> None:
         """A (re)started train stream begins here; counts of epochs it replays start over."""
         self.start = epoch
+        self.started = self.progressed = time.time()
         for key in [k for k in self.seen if k[0] == "train" and k[1] >= epoch]:
             self.seen.pop(key)
             self.bad.pop(key, None)
+
+    def register(self, rank: int, worker) -> str | None:
+        """A worker (re)starting; returns the reason the run was stopped, if it was."""
+        self.workers[rank] = worker
+        return self.fatal
+
+    def idle_s(self) -> float | None:
+        """Seconds since the stream or rank 0 last showed progress; None before the workers
+        start (they may wait for nodes: that is the autoscaler's time, not a stall)."""
+        return time.time() - self.progressed if self.started else None
+
+    def stop(self, reason: str) -> list:
+        """Mark the run stalled; returns the worker actors to end."""
+        if self.fatal is None:
+            self.fatal, self.fatal_kind = reason, "stalled"
+        return list(self.workers.values())
 
     def start_epoch(self) -> int:
         return self.start
@@ -43,12 +66,16 @@ class RunLedger:
     def record(self, split: str, epoch: int, seen: int, bad: list[str], node: str) -> str | None:
         """Add one decode batch; returns the error message once the epoch is over the limit."""
         key = (split, epoch)
+        self.progressed = time.time()
         self.seen[key] += seen
+        if split == "val":  # val kept encoded is decoded at every evaluation: count a row once
+            bad = [b for b in bad if b not in self.bad[key]]
         self.bad[key] += bad
         self.decoder_nodes.add(node)
         limit = self.max_bad * self.rows[split]
         if len(self.bad[key]) > limit and self.fatal is None:
             n = len(self.bad[key])
+            self.fatal_kind = "bad_data"
             self.fatal = (
                 f"{n} of {self.rows[split]} {split} images in epoch {epoch} could not be "
                 f"decoded, more than data.max_bad_fraction={self.max_bad:g}. Examples: "
@@ -60,9 +87,11 @@ class RunLedger:
         return list(self.bad.get((split, epoch), []))
 
     def state(self) -> dict:
-        return {"fatal": self.fatal, "decoder_nodes": sorted(self.decoder_nodes)}
+        return {"fatal": self.fatal, "kind": self.fatal_kind,
+                "decoder_nodes": sorted(self.decoder_nodes)}
 
     def log(self, line: str) -> None:
+        self.progressed = time.time()
         self.lines.append(line)
 
     def drain(self) -> list[str]:

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -25,17 +26,19 @@ import ray.train
 
 from raysys import storage
 from raysys.config import Config, DataConfig, steps_per_epoch
-from raysys.data.decode import BadDataError, Crops
+from raysys.data.decode import Crops, read_file
 from raysys.data.source import Source
+from raysys.errors import BadDataError
 from raysys.keyed_random import derived_seed
 
 # --- the decode actor -------------------------------------------------------------------------
 
 
 class DecodeActor:
-    """Work units in, (image uint8 CHW, label, row, epoch) out. A row that fails to decode is
-    dropped and reported to the ledger, never raised, until an epoch is over
-    data.max_bad_fraction; then the run stops with BadDataError."""
+    """Work units in, (image uint8 CHW, label, row, epoch) out: `read` the encoded images of the
+    units, then `decode` them. A row that fails to decode is dropped and reported to the
+    ledger, never raised, until an epoch is over data.max_bad_fraction; then the run stops with
+    BadDataError."""
 
     def __init__(self, crops: Crops, split: str, num_classes: int, ledger):
         self.crops, self.split, self.k, self.ledger = crops, split, num_classes, ledger
@@ -44,7 +47,14 @@ class DecodeActor:
         cv2.setNumThreads(1)  # one actor = one core; parallelism comes from the pool
 
     def __call__(self, units: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        rows = self._read_packed(units) if "rg" in units else self._read_paths(units)
+        return self.decode(self.read(units))
+
+    def read(self, units: dict[str, np.ndarray]) -> dict:
+        """Units -> rows: {bytes (None: read the file at decode), where, label, row, epoch,
+        short}. A path manifest has one unit per image, a packed folder one per row group."""
+        return self._read_packed(units) if "rg" in units else self._read_paths(units)
+
+    def decode(self, rows: dict) -> dict[str, np.ndarray]:
         images, ok, errors = self.crops(rows["bytes"], rows["where"], rows["short"],
                                         rows["epoch"], rows["row"])
         bad_epochs = rows["epoch"][[i for i, _ in errors]]
@@ -106,15 +116,17 @@ def epoch_units(units: pa.Table, epoch: int, seed: int, rows_per_epoch: int) -> 
 
 
 def expand_epochs(batch: dict[str, np.ndarray], units: pa.Table, seed: int,
-                  rows_per_epoch: int, ledger) -> pa.Table:
-    """epochs -> each epoch's units. Epochs before the ledger's start are skipped, so a stream
-    restarted after a failure resumes at the checkpoint's epoch."""
+                  rows_per_epoch: int, block_units: int, ledger) -> Iterator[pa.Table]:
+    """epochs -> each epoch's units, in blocks of `block_units` (small blocks: a big one
+    would go to a single decode actor while the rest of the pool idles). Epochs before the
+    ledger's start are skipped, so a stream restarted after a failure resumes at the
+    checkpoint's epoch."""
     start = ray.get(ledger.start_epoch.remote())
-    parts = [epoch_units(units, int(e), seed, rows_per_epoch)
-             for e in batch["epoch"] if int(e) >= start]
-    if not parts:
-        return units.schema.empty_table().append_column("epoch", pa.array([], pa.int64()))
-    return pa.concat_tables(parts)
+    for e in batch["epoch"]:
+        if int(e) >= start:
+            epoch = epoch_units(units, int(e), seed, rows_per_epoch)
+            for i in range(0, epoch.num_rows, block_units):
+                yield epoch.slice(i, block_units)
 
 
 def actor_pool(data: DataConfig, workers: int) -> ray.data.ActorPoolStrategy:
@@ -145,34 +157,91 @@ def rows_per_block(cfg: Config, source: Source) -> int:
 
 def train_stream(cfg: Config, source: Source, ledger) -> ray.data.Dataset:
     """Every remaining epoch of training images as one dataset, executed once per run."""
-    rows = steps_per_epoch(source.images["train"], cfg.data.batch_size) * cfg.data.batch_size
+    rows = steps_per_epoch(source.images["train"], cfg.global_batch) * cfg.global_batch
     epochs = ray.data.from_items([{"epoch": e} for e in range(1, cfg.optim.epochs + 1)],
                                  override_num_blocks=cfg.optim.epochs)
-    ds = epochs.map_batches(expand_epochs, batch_size=1, batch_format="numpy", fn_kwargs={
-        "units": source.units["train"], "seed": cfg.run.seed, "rows_per_epoch": rows,
-        "ledger": ledger})
-    # Small blocks: a big one would go to a single actor while the rest of the pool idles.
-    # (Fused with the expansion above into one short task per epoch.)
-    ds = ds.repartition(target_num_rows_per_block=rows_per_block(cfg, source))
+    # The expansion asks for no CPU: it is one short task per epoch (a permutation of the
+    # work units) that mostly waits on the ledger, and a whole CPU for it (or for a separate
+    # repartition step) could not be found once Train workers and decode actors fill their
+    # nodes: a run hung so, with no message.
+    # One at a time: tasks that ask for no CPU would otherwise all start at once, each in a
+    # new worker process (Ray warned of 10 processes started on a 2-core machine).
+    ds = epochs.map_batches(expand_epochs, batch_size=1, batch_format="numpy", num_cpus=0,
+                            compute=ray.data.TaskPoolStrategy(size=1),
+                            fn_kwargs={"units": source.units["train"], "seed": cfg.run.seed,
+                                       "rows_per_epoch": rows, "ledger": ledger,
+                                       "block_units": rows_per_block(cfg, source)})
     return ds.map_batches(DecodeActor, **decode_kwargs(cfg, source, "train", ledger))
 
 
+# --- val: decoded once, or kept encoded and decoded per evaluation ---------------------------
+
+# Decoded val above this size is kept encoded instead: 87k val images at 224 px are 13 GB of
+# uint8 per trial, and several trials' val on one node spilled the object store to disk.
+VAL_DECODED_MAX_BYTES = 2**30
+
+
+def val_cache(cfg: Config, source: Source) -> str:
+    """"decoded" or "encoded": data.val_cache, or by size when it is "auto"."""
+    if cfg.data.val_cache != "auto":
+        return cfg.data.val_cache
+    decoded = source.images["val"] * 3 * cfg.data.img_size ** 2
+    return "decoded" if decoded <= VAL_DECODED_MAX_BYTES else "encoded"
+
+
 def decode_val(units: dict[str, np.ndarray], **kwargs) -> dict[str, np.ndarray]:
-    """Val decodes once per run: plain tasks, no actor pool to start for one pass."""
+    """Val decodes in plain tasks: no actor pool to start for one pass."""
     return DecodeActor(**kwargs)(units)
 
 
-def val_dataset(cfg: Config, source: Source, ledger) -> ray.data.Dataset:
-    """The val images decoded once (deterministic resize + center crop) and kept in the object
-    store for every epoch of the run."""
+def read_val(units: dict[str, np.ndarray], **kwargs) -> dict[str, np.ndarray]:
+    """The encoded bytes of val's images, read once (a file that cannot be read keeps empty
+    bytes: its decode fails, and the ledger counts it)."""
+    rows = DecodeActor(**kwargs).read(units)
+    if "rg" not in units:  # a path manifest: read the files now
+        rows["bytes"] = [_read_or_empty(p) for p in rows["where"]]
+    return {**{k: np.asarray(v) for k, v in rows.items() if k != "bytes"},
+            "bytes": np.array(rows["bytes"], dtype=object)}
+
+
+def _read_or_empty(path: str) -> bytes:
+    try:
+        return read_file(path)
+    except OSError:
+        return b""
+
+
+def decode_read(rows: dict[str, np.ndarray], **kwargs) -> dict[str, np.ndarray]:
+    """Decode val's kept bytes: every evaluation, in tasks."""
+    return DecodeActor(**kwargs).decode({**rows, "bytes": list(rows["bytes"])})
+
+
+def held_val(cfg: Config, source: Source, ledger) -> ray.data.Dataset:
+    """What the object store holds of val for the whole run: its images decoded (uint8 at
+    img_size), or their encoded bytes (val_cache)."""
     units = source.units["val"]
     units = units.append_column("epoch", pa.array(np.zeros(units.num_rows, np.int64)))
-    ds = ray.data.from_arrow(units).repartition(
-        target_num_rows_per_block=rows_per_block(cfg, source))
+    n = rows_per_block(cfg, source)
+    ds = ray.data.from_arrow([units.slice(i, n) for i in range(0, units.num_rows, n)])
     kwargs = decode_kwargs(cfg, source, "val", ledger)
     kwargs.pop("compute")
-    return ds.map_batches(decode_val, fn_kwargs=kwargs.pop("fn_constructor_kwargs"),
+    read = decode_val if val_cache(cfg, source) == "decoded" else read_val
+    return ds.map_batches(read, fn_kwargs=kwargs.pop("fn_constructor_kwargs"),
                           **kwargs).materialize()
+
+
+def val_dataset(cfg: Config, source: Source, ledger) -> ray.data.Dataset:
+    """Val as every evaluation reads it: the held images, or the held bytes decoded again."""
+    held = held_val(cfg, source, ledger)
+    if val_cache(cfg, source) == "decoded":
+        return held
+    kwargs = decode_kwargs(cfg, source, "val", ledger)
+    # Tasks that ask for no CPU, at most one per decode actor: during an evaluation the train
+    # stream waits for its consumers, so the decode actors' cores are idle; a whole CPU per
+    # task would not be free once workers and actors fill their nodes.
+    tasks = ray.data.TaskPoolStrategy(size=kwargs.pop("compute").max_size)
+    return held.map_batches(decode_read, fn_kwargs=kwargs.pop("fn_constructor_kwargs"),
+                            compute=tasks, **(kwargs | {"num_cpus": 0}))
 
 
 class SplitConfig(ray.train.DataConfig):

@@ -13,40 +13,28 @@ import time
 
 import ray
 from ray import tune
-from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from raysys import storage
-from raysys.config import Config, apply_overrides, nest, validate
+from raysys.config import Config
 from raysys.report.floors import compute_floors
 from raysys.report.history import run_status
 from raysys.sweep.experiments import Experiment
 from raysys.sweep.report import write_report
-from raysys.train.cluster import growth_capacity, run_demand
-from raysys.train.run import fit_trainer
+from raysys.sweep.trial import run_trial
+from raysys.train.cluster import check_placement, growth_capacity, run_demand
 from raysys.train.tracking import wandb_callbacks
-
-# --- one trial --------------------------------------------------------------------------------
-
-
-def run_trial(params: dict, base: dict, sweep_dir: str) -> None:
-    """A Tune function trial: this trial's config, ledger and TorchTrainer. The run folder and
-    the Train run name are fixed per trial, so a restored trial resumes from its own latest
-    checkpoint instead of epoch 1."""
-    trial_id = tune.get_context().get_trial_id()
-    cfg = validate(apply_overrides(Config.from_dict(base), nest(params) | {"run": {
-        "name": trial_id, "out": storage.join(sweep_dir, "runs", trial_id),
-        "wandb": False}}))  # W&B logs from the Tune driver (WandbLoggerCallback)
-    fit_trainer(cfg, callbacks=[TuneReportCallback()], echo=False)
-
 
 # --- how many trials at once ------------------------------------------------------------------
 
+TRIAL_CPUS = 0.1  # the trial function only waits on its TorchTrainer; Tune refuses 0
+
+
 def trial_demand(cfg: Config) -> dict[str, float]:
-    """One run's demand plus the trial function's own 0.1 CPU. Without the run's spare CPU,
-    trials that each hold their workers and actors leave no CPU for any task: deadlock."""
-    return run_demand(cfg) | {"CPU": run_demand(cfg)["CPU"] + 0.1}
+    """One run's demand plus the trial function's own CPU share."""
+    run = run_demand(cfg)
+    return run | {"CPU": run["CPU"] + TRIAL_CPUS}
 
 
 def concurrency(cfg: Config) -> tuple[int, str]:
@@ -98,12 +86,13 @@ def run_sweep(exp: Experiment, base: Config, sweep_dir: str, *, resume: bool = F
               verbose: bool = False) -> str:
     """Run (or resume) the sweep; returns the path of its summary.md."""
     sweep_dir = storage.absolute(sweep_dir)
+    check_placement(base)  # refused before any trial starts, not once per trial
     storage.makedirs(sweep_dir)
     fs, path = storage.filesystem(sweep_dir)
     uri_fs = fs if storage.is_uri(sweep_dir) else None
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, base=base.to_dict(), sweep_dir=sweep_dir),
-        {"cpu": 0.1})  # the trial function only waits; its Train workers reserve their own
+        {"cpu": TRIAL_CPUS})  # Train workers reserve their own resources
     if resume and tune.Tuner.can_restore(path, storage_filesystem=uri_fs):
         print(f"resuming sweep at {sweep_dir}", flush=True)
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True,
@@ -114,7 +103,8 @@ def run_sweep(exp: Experiment, base: Config, sweep_dir: str, *, resume: bool = F
         s = base.sweep
         print(f"sweep {exp.name}: {n} trials, {at_once} at a time ({why}); ASHA on epoch "
               f"(grace {s.grace_period}, factor {s.reduction_factor:g}, max "
-              f"{base.optim.epochs}); metric {base.run.metric}", flush=True)
+              f"{base.optim.epochs}); metric {base.run.metric}; each trial: "
+              f"{base.batch_line()}", flush=True)
         tuner = tune.Tuner(
             trainable,
             param_space=exp.space,
@@ -130,7 +120,8 @@ def run_sweep(exp: Experiment, base: Config, sweep_dir: str, *, resume: bool = F
                 name=storage.basename(sweep_dir), storage_path=storage.parent(path),
                 storage_filesystem=uri_fs,
                 failure_config=tune.FailureConfig(max_failures=base.run.max_failures),
-                callbacks=[EpochLines(base.optim.epochs), *wandb_callbacks(base, exp.name)],
+                callbacks=[EpochLines(base.optim.epochs),
+                           *wandb_callbacks(base, exp.name, sweep_dir)],
                 verbose=1 if verbose else 0),
         )
     results = tuner.fit()

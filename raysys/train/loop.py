@@ -41,7 +41,7 @@ from raysys.train.shards import train_batches, val_batches
 from raysys.train.tracking import start_wandb
 
 
-def train_loop_per_worker(loop_config: dict) -> None:
+def run_worker(loop_config: dict) -> None:
     cfg = validate(Config.from_dict(loop_config["config"]))
     names, counts = loop_config["names"], np.asarray(loop_config["train_counts"], np.float64)
     ledger, spe, run_dir = loop_config["ledger"], loop_config["steps_per_epoch"], cfg.run.out
@@ -73,7 +73,11 @@ def train_loop_per_worker(loop_config: dict) -> None:
             "metric": metric, "device": device.type, "class_weights": cfg.loss.class_weights}
 
     # --- data: the train stream starts at start_epoch (the ledger tells the stream's first
-    # stage), and it must know before any rank starts pulling
+    # stage), and it must know before any rank starts pulling. A run the driver stopped (a
+    # stall) is not restarted.
+    stopped = ray.get(ledger.register.remote(rank, ray.get_runtime_context().current_actor))
+    if stopped:
+        raise RuntimeError(stopped)
     if rank == 0:
         ray.get(ledger.set_start.remote(start_epoch))
     barrier()

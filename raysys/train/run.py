@@ -19,17 +19,16 @@ import ray.train.torch
 
 from raysys import storage
 from raysys.config import Config, DataConfig, apply_overrides, steps_per_epoch, validate
-from raysys.data.decode import BadDataError
 from raysys.data.ledger import create_ledger
 from raysys.data.manifest import build_manifest, format_report, write_manifest
 from raysys.data.source import Source, load_source
 from raysys.data.stream import SplitConfig, shuffle_buffer, train_stream, val_dataset
-from raysys.report.build import build_report
+from raysys.errors import BadDataError, StallError
 from raysys.report.history import best_entry, read_history
-from raysys.train.cluster import check_shared, forwarded_env, init_ray
+from raysys.train.cluster import check_placement, check_shared, forwarded_env, init_ray
 from raysys.train.console import EchoLedger
 from raysys.train.faults import FAULT_ENV
-from raysys.train.loop import train_loop_per_worker
+from raysys.train.watchdog import Watchdog
 
 MANIFEST_KEYS = ("index_dir", "split_by", "group_by", "group_pattern", "val_fraction",
                  "path_map", "max_pixels")
@@ -69,19 +68,29 @@ def ensure_manifest(data: DataConfig, folder: str) -> str:
 
 # --- the trainer ----------------------------------------------------------------------------
 
+def train_loop_per_worker(loop_config: dict) -> None:
+    """Ray Train's entry point on each worker. The loop's model stack (timm, torchvision,
+    scikit-learn) is imported here, in the worker: the driver and a sweep's trial actor only
+    hand this function on, and importing that stack cost each of them ~5 s of CPU per run."""
+    from raysys.train.loop import run_worker
+
+    run_worker(loop_config)
+
+
 def load_checked_source(cfg: Config) -> Source:
     source = load_source(cfg.data)
-    if source.images["train"] < cfg.data.batch_size:
+    if source.images["train"] < cfg.global_batch:
         raise ValueError(f"{source.images['train']} train images are fewer than one global "
-                         f"batch (data.batch_size={cfg.data.batch_size}); lower the batch size")
+                         f"batch ({cfg.global_batch}); lower data.batch_size or "
+                         "data.worker_batch")
     if source.images["val"] == 0:
         raise ValueError("the val split is empty: set data.val_fraction > 0 and rebuild the "
                          "manifest")
     return source
 
 
-def build_trainer(cfg: Config, source: Source, ledger, callbacks: list | None = None
-                  ) -> ray.train.torch.TorchTrainer:
+def build_trainer(cfg: Config, source: Source, ledger, callbacks: list | None = None,
+                  placement: str = "PACK") -> ray.train.torch.TorchTrainer:
     """The TorchTrainer for one run; a sweep's trial function builds the same one."""
     fs, path = storage.filesystem(cfg.run.out)
     resources = {"CPU": cfg.run.cpus_per_worker} | ({"GPU": 1} if cfg.run.gpus else {})
@@ -90,11 +99,12 @@ def build_trainer(cfg: Config, source: Source, ledger, callbacks: list | None = 
         train_loop_config={
             "config": cfg.to_dict(), "names": source.names,
             "train_counts": source.train_counts.tolist(), "ledger": ledger,
-            "steps_per_epoch": steps_per_epoch(source.images["train"], cfg.data.batch_size),
+            "steps_per_epoch": steps_per_epoch(source.images["train"], cfg.global_batch),
             "shuffle_buffer": shuffle_buffer(cfg, source),
             "wandb_dir": None if storage.is_uri(cfg.run.out) else cfg.run.out},
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.run.workers, use_gpu=cfg.run.gpus,
-                                               resources_per_worker=resources),
+                                               resources_per_worker=resources,
+                                               placement_strategy=placement),
         datasets={"train": train_stream(cfg, source, ledger),
                   "val": val_dataset(cfg, source, ledger)},
         dataset_config=SplitConfig(),
@@ -112,16 +122,20 @@ def build_trainer(cfg: Config, source: Source, ledger, callbacks: list | None = 
     )
 
 
+STOPS = {"bad_data": BadDataError, "stalled": StallError}
+
+
 @contextmanager
-def bad_data_as_error(ledger):
-    """A stop for too many undecodable images surfaces as BadDataError with the ledger's
-    message (examples and the fix), not as the Ray task error that carried it."""
+def stops_as_errors(ledger):
+    """A run the ledger stopped (too many undecodable images, or a stall) surfaces as that
+    error with the ledger's message (what happened and the fix), not as the Ray error that
+    carried it."""
     try:
         yield
     except Exception as e:
-        fatal = ray.get(ledger.state.remote())["fatal"]
-        if fatal:
-            raise BadDataError(fatal) from None
+        state = ray.get(ledger.state.remote())
+        if state["fatal"]:
+            raise STOPS[state["kind"]](state["fatal"]) from None
         raise e
 
 
@@ -129,21 +143,26 @@ def fit_trainer(cfg: Config, callbacks: list | None = None, echo: bool = True
                 ) -> ray.train.Result:
     """Build this run's data, ledger and TorchTrainer, and fit it: the part `fit` and a sweep's
     trial function share (a sweep prints from Tune's side instead: echo=False)."""
+    placement = check_placement(cfg)
     storage.write_text(storage.join(cfg.run.out, "config.json"), cfg.to_json())
     source = load_checked_source(cfg)
     ledger = create_ledger(source, cfg.data)
-    with EchoLedger(ledger, cfg.run.out) if echo else nullcontext(), bad_data_as_error(ledger):
-        return build_trainer(cfg, source, ledger, callbacks).fit()
+    with EchoLedger(ledger, cfg.run.out) if echo else nullcontext(), \
+            Watchdog(ledger, cfg.run.stall_timeout_s), stops_as_errors(ledger):
+        return build_trainer(cfg, source, ledger, callbacks, placement).fit()
 
 
 def fit(cfg: Config, verbose: bool = False) -> dict:
     """Train one run; returns its folder and best epoch, read back from the run's storage."""
     cfg = resolve_run(validate(cfg))
     init_ray(cfg, verbose)
-    check_shared(cfg.run.out)
+    check_shared(cfg.run.out, cfg)
+    print(f"raysys train {cfg.run.name}: {cfg.batch_line()}", flush=True)
     if os.environ.get(FAULT_ENV):
         print(f"test fault injection armed: {os.environ[FAULT_ENV]}", flush=True)
     result = fit_trainer(cfg)
+    from raysys.report.build import build_report  # torch and timm, for the attention maps
+
     build_report(cfg.run.out)  # reads back what training wrote
     history = read_history(cfg.run.out)
     metric = cfg.run.metric

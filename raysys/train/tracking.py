@@ -51,17 +51,21 @@ def start_wandb(cfg: Config, run_name: str, run_dir: str | None, rank: int):
         return NoWandb()
 
 
-def wandb_callbacks(cfg: Config, group: str) -> list:
+def wandb_callbacks(cfg: Config, group: str, folder: str) -> list:
     """Ray's WandbLoggerCallback on the Tune side: it finishes every trial's W&B run, including
-    the ones ASHA stops."""
+    the ones ASHA stops. Its files (offline runs above all) go under `folder`, the sweep's
+    folder on shared storage, not the head's own disk that `ray down` deletes; for an s3://
+    sweep they stay in W&B's default folder on the head."""
     mode = wandb_mode(cfg)
     if mode == "disabled":
         return []
     from ray.air.integrations.wandb import WandbLoggerCallback
 
     os.environ["WANDB_MODE"] = mode  # the callback reads the environment, not its mode argument
+    where = {} if "://" in folder else {"dir": folder}  # passed on to wandb.init in its actor
     try:
-        return [WandbLoggerCallback(project=cfg.run.wandb_project, group=group, mode=mode)]
+        return [WandbLoggerCallback(project=cfg.run.wandb_project, group=group, mode=mode,
+                                    **where)]
     except Exception as e:
         print(f"W&B disabled for this sweep: {type(e).__name__}", flush=True)
         return []

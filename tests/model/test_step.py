@@ -14,6 +14,7 @@ from raysys.model.augment import augment_uniforms
 from raysys.model.checkpoint import load_state
 from raysys.model.metrics import POST_HOC_TAUS
 from raysys.model.step import (
+    SYNC_EVERY,
     evaluate,
     make_trainee,
     restore_trainee,
@@ -63,8 +64,10 @@ def test_train_and_evaluate_on_in_memory_batches():
 
 def test_huge_lr_diverges_and_stops():
     t = trainee("optim.lr=1e6")
-    out = train_one_epoch(t, batches(1, steps=6), CPU)
-    assert out["diverged"] and t.step < 6
+    out = train_one_epoch(t, batches(1, steps=3 * SYNC_EVERY), CPU)
+    assert out["diverged"] and t.step == SYNC_EVERY  # stopped at the first check
+    short = trainee("optim.lr=1e6")  # fewer steps than a check: the end-of-epoch check
+    assert train_one_epoch(short, batches(1, steps=5), CPU)["diverged"]
 
 
 def test_fp16_overflow_steps_are_skipped_not_divergence():

@@ -1,0 +1,135 @@
+"""The cost table of cluster/README.md, computed, not typed: one batch rule (256 images per GPU,
+8 GPUs per trial), the production data set's shape, the measured decode rate per core of
+raysys's own crop path on packed 256 px JPEGs (measured here, now), and the ViT-B/16 training
+rate per GPU from benchmarks/gpu_check.py's JSON (results/gpu_check/gpu_check.json or
+--gpu-json), or, where no GPU has been measured, a stated assumption.
+
+    python benchmarks/cost_table.py            # prints the table
+    python benchmarks/cost_table.py --write    # and writes it into cluster/README.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from raysys.config import load_config
+from raysys.data.decode import Crops
+from raysys.data.demo import production_counts
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "cluster" / "README.md"
+BEGIN, END = "<!-- cost table: benchmarks/cost_table.py -->", "<!-- end of cost table -->"
+
+# p4d.24xlarge: 8x A100 40 GB, 96 vCPUs; m6i.4xlarge head. On-demand list prices, us-west-2.
+NODE = {"name": "p4d.24xlarge", "gpus": 8, "vcpus": 96, "usd_per_h": 32.77}
+HEAD_USD_PER_H = 0.77
+# Without a gpu_check.json from an A100: ViT-B/16, bf16, batch 256, training img/s per A100,
+# an assumption (timm's published A100 training benchmarks for vit_base_patch16_224 sit
+# near 1,000-1,300 img/s with AMP); the table says so in its source line.
+ASSUMED_A100_IMG_S = 1300.0
+EVAL_SPEEDUP = 3.0  # forward only: ~1/3 of a training step's work
+EPOCHS, VAL_FRACTION = 100, 0.2
+EXPERIMENTS = (  # name, trials, names kept, the share of trials ASHA stops early (mid-run)
+    ("2.1 baseline", 1, 500, 0.0),
+    ("2.2 mixup / cutmix", 4, 500, 0.25),
+    ("2.3 label smoothing", 3, 500, 0.33),
+    ("2.4 subsets (30, 100, all)", 3, None, 0.0),
+)
+
+
+def decode_rate_per_core(n: int = 400) -> float:
+    """img/s of one core through Crops (train: decode + RandomResizedCrop + flip to 224) on
+    256 px JPEGs, the size `raysys pack` writes."""
+    rng = np.random.default_rng(0)
+    jpegs = []
+    for _ in range(16):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 255, (256, 256, 3), np.uint8)).save(buf, "JPEG",
+                                                                            quality=95)
+        jpegs.append(buf.getvalue())
+    cfg = load_config("vit_base")
+    crops = Crops(cfg.data, cfg.augment, seed=0, train=True)
+    data = [jpegs[i % 16] for i in range(n)]
+    args = (["x"] * n, np.full(n, 256), np.ones(n, np.int64), np.arange(n))
+    crops(data[:16], *(a[:16] for a in args))  # warm-up
+    t = time.perf_counter()
+    _, ok, _ = crops(data, *args)
+    assert ok.all()
+    return n / (time.perf_counter() - t)
+
+
+def gpu_rate(path: Path | None) -> tuple[float, str]:
+    if path and path.exists():
+        report = json.loads(path.read_text())
+        best = max(s["img_per_s"] for s in report["synthetic"])
+        return best, f"measured by benchmarks/gpu_check.py on {report['device']}"
+    return ASSUMED_A100_IMG_S, ("**assumed, not measured**: no GPU has run "
+                                "benchmarks/gpu_check.py for this table yet")
+
+
+def table(gpu_img_s: float, gpu_source: str, decode_img_s: float) -> str:
+    counts = np.array(production_counts())
+    decode_cores = NODE["vcpus"] - NODE["gpus"] * 2  # two cores per GPU worker for its loop
+    feed = decode_cores * decode_img_s
+    train_rate = min(NODE["gpus"] * gpu_img_s, feed)
+    lines = [
+        f"Sources: GPU rate {gpu_img_s:,.0f} img/s per GPU ({gpu_source}); decode "
+        f"{decode_img_s:,.0f} img/s per core (raysys's crop path on 256 px JPEGs, measured by "
+        f"this script on the 2-core development VM), so {decode_cores} decode cores feed "
+        f"{feed:,.0f} img/s against {NODE['gpus'] * gpu_img_s:,.0f} the GPUs take: the node "
+        f"trains at {train_rate:,.0f} img/s. Data: {counts.sum():,} images, 500 names, "
+        f"{EPOCHS} epochs, 20% val. Prices: {NODE['name']} ${NODE['usd_per_h']}/h, head "
+        f"${HEAD_USD_PER_H}/h (on-demand list prices, us-west-2).",
+        "",
+        "| experiment | trials x epochs | images per epoch (train + val) | hours per trial | "
+        "GPU node-hours | cost |",
+        "|---|---|---|---|---|---|"]
+    for name, trials, k, asha in EXPERIMENTS:
+        shares = [counts[:30].sum(), counts[:100].sum(), counts.sum()] if k is None else \
+            [counts[:k].sum()] * trials
+        hours = []
+        for images in shares:
+            train, val = images * (1 - VAL_FRACTION), images * VAL_FRACTION
+            epoch_s = train / train_rate + val / (NODE["gpus"] * gpu_img_s * EVAL_SPEEDUP)
+            hours.append(EPOCHS * epoch_s / 3600)
+        node_hours = sum(hours) * (1 - asha / 2)  # a stopped trial runs about half its epochs
+        wall = max(hours)
+        cost = node_hours * NODE["usd_per_h"] + wall * HEAD_USD_PER_H
+        per_epoch = " / ".join(f"{s:,.0f}" for s in sorted(set(shares)))
+        lines.append(f"| {name} | {trials} x {EPOCHS} | {per_epoch} | "
+                     f"{' / '.join(f'{h:.1f}' for h in sorted(set(hours)))} | "
+                     f"{node_hours:.1f} | ${cost:,.0f} |")
+    lines += ["", "Trials run side by side (one node each, `max_workers: 4`), so an "
+              "experiment's wall time is about one trial's. ASHA's stops are counted as half "
+              "a trial each at the share in the script. Add EFS/S3 storage (a few dollars)."]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--gpu-json", type=Path, default=ROOT / "results/gpu_check/gpu_check.json")
+    p.add_argument("--write", action="store_true", help="replace the table in cluster/README.md")
+    a = p.parse_args()
+    text = table(*gpu_rate(a.gpu_json), decode_rate_per_core())
+    print(text)
+    if a.write:
+        readme = README.read_text()
+        block = f"{BEGIN}\n{text}\n{END}"
+        if BEGIN in readme:
+            head, rest = readme.split(BEGIN, 1)
+            readme = head + block + rest.split(END, 1)[1]
+        else:
+            readme = readme.replace("COST_TABLE", block)
+        README.write_text(readme)
+
+
+if __name__ == "__main__":
+    main()
