@@ -19,8 +19,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 
+# The whole suite. RAYSYS_RELIABILITY=check: every fault test must leave its record, and
+# benchmarks/RELIABILITY.md is rebuilt from this run's records (tests/conftest.py).
 test: $(STAMP) lint
-	$(PY) -m pytest -q --durations=15
+	RAYSYS_RELIABILITY=check $(PY) -m pytest -q --durations=15
 
 # Everything but the slow real-data tests: for every edit.
 test-fast: $(STAMP)

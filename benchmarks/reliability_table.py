@@ -1,7 +1,7 @@
-"""benchmarks/RELIABILITY.md from the JSON the test run writes (results/reliability.json):
-one row per fault and bad input tried, how often, the outcome, and what was lost.
+"""benchmarks/RELIABILITY.md from the JSON a test run writes (results/reliability.json): one row
+per fault and bad input tried, how often, what the test observed, what was lost, and how long
+recovery took. `make test` rebuilds it after every full run; by hand:
 
-    make test            # writes results/reliability.json
     python benchmarks/reliability_table.py [results/reliability.json] > benchmarks/RELIABILITY.md
 """
 
@@ -12,17 +12,24 @@ import sys
 from pathlib import Path
 
 
-def main() -> None:
-    src = Path(sys.argv[1] if len(sys.argv) > 1 else "results/reliability.json")
-    rows = json.loads(src.read_text())
-    print("# Reliability: faults injected, bad input tried\n")
-    print(f"Built by `python benchmarks/reliability_table.py {src}` from the JSON that `make "
-          "test` writes (tests/test_reliability.py, test_multinode.py, test_sweep.py): every "
-          "number below is what a test observed and asserted, not prose.\n")
-    print("| fault or bad input | tries | outcome | lost |")
-    print("|---|---|---|---|")
+def render(rows: list[dict], src: str) -> str:
+    lines = ["# Reliability: faults injected, bad input tried", "",
+             f"Rebuilt by `make test` from `{src}`, which that run's tests wrote "
+             "(tests/test_reliability.py, test_multinode.py, test_job.py): every row is what a "
+             "test observed and asserted in that run, and a fault test that fails or is "
+             "deleted fails `make test` instead of leaving its old row here.", "",
+             "| fault or bad input | tries | outcome | lost | recovered in |",
+             "|---|---|---|---|---|"]
     for r in rows:
-        print(f"| {r['fault']} | {r['tries']} | {r['outcome']} | {r['lost']} |")
+        recover = f"{r['recover_s']:.0f} s" if "recover_s" in r else "-"
+        lines.append(f"| {r['fault']} | {r['tries']} | {r['outcome']} | {r['lost']} | "
+                     f"{recover} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    src = sys.argv[1] if len(sys.argv) > 1 else "results/reliability.json"
+    print(render(json.loads(Path(src).read_text()), src), end="")
 
 
 if __name__ == "__main__":

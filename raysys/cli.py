@@ -147,7 +147,7 @@ def cmd_report(a: argparse.Namespace) -> int:
     from raysys import storage
     from raysys.report.build import build_report
 
-    print(f"report: {build_report(storage.absolute(a.run_dir))}")
+    print(f"report: {build_report(storage.absolute(a.run_dir), figures=True)}")
     return 0
 
 

@@ -135,6 +135,9 @@ class RunConfig:
     # work it cannot place, stops the run with what is pending (0 = wait forever).
     stall_timeout_s: float = 300.0
     stop_after: int = 0  # end this invocation after N epochs, schedule kept (train in chunks)
+    # The report's PNGs and attention maps at the end of a run (~7 s on 2 cores): off, a run
+    # writes every table, array and summary.md, and `raysys report RUN` draws them later.
+    figures: bool = True
     seed: int = 0
     wandb: bool = True  # offline unless a W&B key is configured
     wandb_project: str = "raysys"

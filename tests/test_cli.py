@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from raysys.cli import build_parser, main
+from raysys.config import RESULTS_ROOT, load_config
 
 COMMANDS = ["demo-data", "manifest", "pack", "train", "sweep", "report"]
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,3 +71,34 @@ def test_manifest_loads_neither_torch_nor_ray(tmp_path):
                        capture_output=True, text=True, check=True)
     assert json.loads(r.stdout.splitlines()[-1]) == []
     assert "images       : 60" in r.stdout
+
+
+def test_make_demo_path_resolves_the_demo_data_and_the_micro_preset(tmp_path, monkeypatch,
+                                                                    capsys):
+    """`make demo` runs `sweeps/label_smoothing.py` with no data flags: the embedded demo data
+    is drawn once, its manifest built into the sweep folder, and the label-smoothing sweep
+    handed the micro preset on it. (Ray and the sweep itself are stubbed: the sweep's own run
+    is tested in test_job.py.)"""
+    import runpy
+
+    from raysys.sweep import runner
+    from raysys.train import cluster
+
+    monkeypatch.chdir(tmp_path)  # results/ (demo data and sweep folder) lands here
+    monkeypatch.setattr(cluster, "init_ray", lambda *a, **k: None)
+    monkeypatch.setattr(cluster, "check_shared", lambda *a, **k: None)
+    calls = []
+    monkeypatch.setattr(runner, "run_sweep", lambda exp, cfg, sweep_dir, **kw: calls.append(
+        (exp, cfg, sweep_dir)) or f"{sweep_dir}/summary.md")
+    script = Path(__file__).resolve().parents[1] / "sweeps" / "label_smoothing.py"
+    monkeypatch.setattr(sys, "argv", [str(script)])
+    with pytest.raises(SystemExit) as done:
+        runpy.run_path(str(script), run_name="__main__")
+    assert done.value.code == 0
+    (exp, cfg, sweep_dir), = calls
+    assert exp.name == "label_smoothing" and len(exp.points) == 3
+    assert cfg.model.arch == load_config("micro").model.arch and cfg.data.split_by == "group"
+    assert sweep_dir == str((tmp_path / RESULTS_ROOT / "sweeps" / "label_smoothing").resolve())
+    assert cfg.data.manifest.startswith(sweep_dir) and Path(cfg.data.manifest).exists()
+    assert len(list((tmp_path / "results" / "demo" / "index_files").glob("index_*.json"))) == 12
+    assert f"sweep report: {sweep_dir}/summary.md" in capsys.readouterr().out

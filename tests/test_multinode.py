@@ -94,6 +94,13 @@ class Holder:
         return True
 
 
+def _s3_files(folder: str, name: str) -> list[str]:
+    fs, root = storage.filesystem(folder)
+    return [i.path for i in fs.get_file_info(pafs.FileSelector(root, recursive=True,
+                                                               allow_not_found=True))
+            if i.path.endswith(name)]
+
+
 def _worker_nodes(c) -> dict[str, object]:
     return {n.node_id: n for n in c.worker_nodes}
 
@@ -107,13 +114,32 @@ def test_sweep_waits_for_nodes_then_runs_trials_at_once_into_s3(cluster, demo_ma
     exp = Experiment("two", "two trials", space, points)
     base = load_config("micro", sets=[
         f"data.manifest={demo_manifest}", "optim.epochs=3", "run.cpus_per_worker=3",
-        "sweep.max_concurrent=2", "sweep.max_nodes=2", "sweep.grace_period=3"])
+        "sweep.max_concurrent=2", "sweep.max_nodes=2", "sweep.grace_period=3",
+        "run.figures=false"])
     sweep_dir = f"s3://{BUCKET}/exp/sweeps/two"
     out: dict = {}
     sweep = threading.Thread(target=lambda: out.update(report=run_sweep(exp, base, sweep_dir)))
     sweep.start()
-    time.sleep(8)  # trials are PENDING: no node can hold a Train worker yet
-    assert sweep.is_alive()
+    # Tune runs both trial functions (0.1 CPU each) on the head at once; what each run needs
+    # (decode work for the worker nodes, Train workers of 3 CPUs) waits, pending, for nodes.
+    from ray.util.state import list_actors, list_placement_groups, list_tasks
+
+    def states() -> tuple[int, int]:
+        alive = list_actors(address=cluster.address, filters=[("state", "=", "ALIVE")])
+        trials = sum(a.class_name in ("ImplicitFunc", "run_trial", "_Inner") for a in alive)
+        pending = (len(list_tasks(address=cluster.address,
+                                  filters=[("state", "=", "PENDING_NODE_ASSIGNMENT")]))
+                   + len(list_actors(address=cluster.address,
+                                     filters=[("state", "=", "PENDING_CREATION")]))
+                   + len(list_placement_groups(address=cluster.address,
+                                               filters=[("state", "=", "PENDING")])))
+        return trials, pending
+
+    deadline = time.time() + 120
+    while (seen := states())[0] < 2 or seen[1] < 1:
+        assert sweep.is_alive() and time.time() < deadline, f"trials, pending work: {seen}"
+        time.sleep(0.5)
+    assert not _s3_files(sweep_dir, "training_log.json")  # no run has trained an epoch
     for _ in range(2):  # nodes must start from the main thread (Ray installs signal handlers)
         cluster.add_node(**WORKER_NODE)
     sweep.join(timeout=600)
@@ -154,36 +180,10 @@ def test_sweep_waits_for_nodes_then_runs_trials_at_once_into_s3(cluster, demo_ma
             with fs.open_input_stream(p) as f:
                 assert secret.encode() not in f.read(), p
     reliability_log.append({
+        "id": "s3-keys",
         "fault": "fake AWS keys in the environment of an s3:// sweep", "tries": len(bucket_files),
         "outcome": f"in none of the bucket's {len(bucket_files)} objects, nor on the console",
         "lost": "-"})
-
-
-def test_train_joins_the_running_cluster_without_ray_address(cluster, demo_manifest, tmp_path):
-    """The `ray attach` case: no RAY_ADDRESS, a cluster running on this machine. `raysys train`
-    joins it (no second Ray, no 'num_cpus must not be provided'), one worker per node. The
-    workers and their decode actors fill their nodes (3 + 1 of 4 CPUs): a run of that shape
-    hung, with no message, while the stream's helper tasks wanted a whole CPU."""
-    def gcs_servers() -> int:
-        return int(subprocess.run(["pgrep", "-c", "gcs_server"], capture_output=True,
-                                  text=True).stdout.strip() or 0)
-
-    before = gcs_servers()
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    out = tmp_path / "run"
-    r = subprocess.run([sys.executable, "-m", "raysys.cli", "train", "--manifest",
-                        str(demo_manifest), "--preset", "micro", "--epochs", "2", "--workers",
-                        "2", "--set", "run.cpus_per_worker=3", "--set", "data.cpus_per_actor=1",
-                        "--out", str(out),
-                        "--name", "2024-06-01"],  # a name YAML would turn into a date
-                       env=env, capture_output=True, text=True, timeout=400)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert gcs_servers() == before  # joined; started nothing
-    log = json.loads((out / "training_log.json").read_text())
-    nodes = log[-1]["workers/nodes"]
-    assert len(set(nodes)) == 2 and set(nodes) <= set(_worker_nodes(cluster))
-    assert "[2024-06-01] epoch 2/2" in r.stdout  # the driver printed rank 0's lines
-    assert json.loads((out / "config.json").read_text())["run"]["name"] == "2024-06-01"
 
 
 def test_a_folder_some_node_cannot_see_is_refused(cluster, tmp_path, monkeypatch):
@@ -203,44 +203,80 @@ def test_a_folder_some_node_cannot_see_is_refused(cluster, tmp_path, monkeypatch
         driver.check_shared(str(tmp_path), cfg)
 
 
-def test_lost_node_mid_epoch_resumes_on_the_rest(cluster, demo_manifest, tmp_path,
-                                                 reliability_log):
-    """A worker node dies mid-epoch: the run restarts from its last checkpoint on the nodes
-    left and finishes every epoch, each exactly once in the training log."""
-    from raysys.train.run import fit
-    from tests.conftest import micro
+def _read_log(out: Path) -> list:
+    try:
+        return json.loads((out / "training_log.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return []
+
+
+def test_train_joins_fills_its_nodes_and_survives_a_node_killed_mid_epoch(
+        cluster, demo_manifest, tmp_path, reliability_log):
+    """The `ray attach` case: no RAY_ADDRESS, a cluster running on this machine. `raysys train`
+    joins it (no second Ray), one worker per node, the workers and their decode actors filling
+    their nodes (3 + 1 of 4 CPUs: a shape that hung while the stream's helper tasks wanted a
+    whole CPU). Partway through epoch 2, rank 1's node is SIGKILLed, as a spot reclaim: the
+    run restarts from epoch 1's checkpoint on the nodes left, says so, keeps epoch 1's log
+    entry as it was, and logs every epoch once with every val image scored once."""
+    from raysys.data.manifest import read_manifest
+
+    def gcs_servers() -> int:
+        return int(subprocess.run(["pgrep", "-c", "gcs_server"], capture_output=True,
+                                  text=True).stdout.strip() or 0)
 
     cluster.add_node(**WORKER_NODE)  # three worker nodes: two remain after the loss
     cluster.wait_for_nodes()
+    before_gcs = gcs_servers()
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     out = tmp_path / "run"
-    result: dict = {}
-    runner = threading.Thread(target=lambda: result.update(fit(micro(
-        demo_manifest, out, "optim.epochs=4", "run.workers=2", "run.cpus_per_worker=3",
-        "data.batch_size=32", "run.max_failures=2"))))
-    runner.start()
-    deadline = time.time() + 300
-    while True:
-        assert time.time() < deadline and runner.is_alive(), "no epoch finished in time"
+    console = tmp_path / "console.txt"
+    with console.open("w") as f:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "raysys.cli", "train", "--manifest", str(demo_manifest),
+             "--preset", "micro", "--epochs", "3", "--workers", "2",
+             "--set", "run.cpus_per_worker=3", "--set", "data.cpus_per_actor=1",
+             "--set", "data.batch_size=32", "--set", "run.max_failures=2",
+             "--set", "run.figures=false", "--out", str(out),
+             "--name", "2024-06-01"],  # a name YAML would turn into a date
+            env=env, stdout=f, stderr=subprocess.STDOUT, text=True)
         try:
-            log = json.loads((out / "training_log.json").read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            log = []
-        if log:
-            break
-        time.sleep(0.2)
-    time.sleep(1.0)  # into epoch 2
-    victim = log[0]["workers/nodes"][1]
-    cluster.remove_node(_worker_nodes(cluster)[victim], allow_graceful=False)  # SIGKILL
-    runner.join(timeout=400)
-    assert not runner.is_alive() and result, "the run did not finish"
-    history = result["history"]
-    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
-    assert victim not in history[-1]["workers/nodes"]
-    assert not history[-1]["diverged"]
+            deadline = time.time() + 300
+            snap = out / "checkpoints" / "checkpoint_manager_snapshot.json"
+            while not ((first := _read_log(out)) and snap.exists()
+                       and "checkpoint_" in snap.read_text()):
+                assert proc.poll() is None, console.read_text()[-3000:]
+                assert time.time() < deadline, "no epoch finished in time"
+                time.sleep(0.2)
+            time.sleep(1.0)  # into epoch 2
+            victim = first[0]["workers/nodes"][1]
+            cluster.remove_node(_worker_nodes(cluster)[victim], allow_graceful=False)
+            killed_at = time.time()
+            assert proc.wait(timeout=400) == 0, console.read_text()[-3000:]
+        finally:
+            proc.kill()
+    text = console.read_text()
+    assert gcs_servers() == before_gcs  # joined; started nothing
+    history = json.loads((out / "training_log.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert history[0] == first[0]  # epoch 1 came from the checkpoint, not trained again
+    assert "[2024-06-01] resumed at epoch 2" in text, text[-3000:]
+    assert "[2024-06-01] epoch 3/3" in text  # the driver printed rank 0's lines
+    nodes = history[0]["workers/nodes"]
+    assert len(set(nodes)) == 2 and set(nodes) <= set(_worker_nodes(cluster)) | {victim}
+    assert victim not in history[-1]["workers/nodes"] and not history[-1]["diverged"]
+    df = read_manifest(str(demo_manifest))
+    val_rows = int((df.split == "val").sum())
+    assert val_rows % 2 == 1  # odd, so two workers cannot each score the same half
+    assert all(h["val/images"] == val_rows for h in history)
+    assert all(len(set(h["rng/fingerprint"])) == 2 for h in history)  # the ranks draw apart
+    assert json.loads((out / "config.json").read_text())["run"]["name"] == "2024-06-01"
     reliability_log.append({
-        "fault": "worker node removed mid-epoch (2 workers on 3 nodes)", "tries": 1,
-        "outcome": "restarted from the last checkpoint on the 2 nodes left; epochs 1-4 each "
-                   "logged once", "lost": "the interrupted epoch's progress only"})
+        "id": "node-sigkill", "epochs_before": len(first), "epochs_after": len(history),
+        "recover_s": history[len(first)]["time/end"] - killed_at,  # to the next epoch's end
+        "fault": "worker node SIGKILLed mid-epoch (2 workers filling 2 of 3 nodes)", "tries": 1,
+        "outcome": "restarted from the last checkpoint on the nodes left and said so; epoch 1 "
+                   "kept as logged, epochs 1-3 each logged once, every val image scored once",
+        "lost": "the interrupted epoch's progress only"})
 
 
 def test_a_sweep_trials_driver_node_lost_resumes_through_tune(cluster, demo_manifest, tmp_path,
@@ -265,7 +301,7 @@ def test_a_sweep_trials_driver_node_lost_resumes_through_tune(cluster, demo_mani
     exp = Experiment("lost", "one trial", space, points)
     base = load_config("micro", sets=[
         f"data.manifest={demo_manifest}", "optim.epochs=3", "run.cpus_per_worker=3",
-        "sweep.grace_period=3", "run.max_failures=2"])
+        "sweep.grace_period=3", "run.max_failures=2", "run.figures=false"])
     sweep_dir = tmp_path / "lost"
     out: dict = {}
     sweep = threading.Thread(target=lambda: out.update(report=run_sweep(exp, base,
@@ -281,13 +317,16 @@ def test_a_sweep_trials_driver_node_lost_resumes_through_tune(cluster, demo_mani
             if before:
                 break
         time.sleep(0.3)
+    # Train V2 pins its controller to the node of the process that called fit(): here the
+    # Tune trial actor. That node is the trial's driver node.
     alive = list_actors(address=cluster.address, filters=[("state", "=", "ALIVE")])
-    trial_actors = [a for a in alive if a.class_name in ("ImplicitFunc", "run_trial", "_Inner")]
-    assert len(trial_actors) == 1, [(a.class_name, a.node_id) for a in alive]
+    controllers = [a for a in alive if a.class_name == "TrainController"]
+    assert len(controllers) == 1, sorted({a.class_name for a in alive})
     nodes = _worker_nodes(cluster)
-    assert trial_actors[0].node_id in nodes, (trial_actors[0].node_id, list(nodes))
-    victim = nodes[trial_actors[0].node_id]
+    assert controllers[0].node_id in nodes, (controllers[0].node_id, list(nodes))
+    victim = nodes[controllers[0].node_id]
     cluster.remove_node(victim, allow_graceful=False)  # SIGKILL, as a spot reclaim
+    killed_at = time.time()
     sweep.join(timeout=600)
     ray.kill(hold)
     assert not sweep.is_alive() and "report" in out, "the sweep did not finish"
@@ -298,6 +337,8 @@ def test_a_sweep_trials_driver_node_lost_resumes_through_tune(cluster, demo_mani
     trials = pd.read_csv(sweep_dir / "trials.csv")
     assert trials["status"].tolist() == ["finished"]
     reliability_log.append({
+        "id": "trial-node-sigkill", "epochs_before": len(before), "epochs_after": len(after),
+        "recover_s": after[len(before)]["time/end"] - killed_at,
         "fault": "node of a sweep trial's driver (trial actor, controller, ledger) SIGKILLed",
         "tries": 1, "outcome": f"Tune restarted the trial; it resumed at epoch "
                                f"{len(before) + 1} from its checkpoint; epochs 1-3 each once",

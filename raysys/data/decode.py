@@ -19,12 +19,12 @@ from PIL import Image
 
 from raysys import storage
 from raysys.config import AugmentConfig, DataConfig
+from raysys.data.formats import TAIL_BYTES, is_jpeg, jpeg_is_whole
 from raysys.keyed_random import keyed_uniform, row_keys
 
 VAL_RESIZE_RATIO = 256 / 224  # the seed's resize-256 / center-crop-224, at any img_size
 DECODE_STREAM = 1  # keyed_random stream id of the crops
 CROP_TRIES = 10
-JPEG_SOI, JPEG_EOI = b"\xff\xd8", b"\xff\xd9"
 REDUCED_JPEG = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
                 (2, cv2.IMREAD_REDUCED_COLOR_2), (1, cv2.IMREAD_COLOR))
 
@@ -36,9 +36,8 @@ def decode(data: bytes, draft_side: int, short_side: int = 0, max_pixels: int = 
     JPEGs of known size (nearly all the data) use OpenCV's reduced decode, which scales by
     1/2^k inside the DCT like PIL's draft mode but runs ~30% faster; anything else goes
     through PIL, which also turns grayscale, CMYK, palette, 16-bit and alpha into RGB."""
-    if data[:2] == JPEG_SOI and short_side:
-        # libjpeg pads a cut-off JPEG silently; the missing end marker is what gives it away.
-        if data.rstrip(b"\0")[-2:] != JPEG_EOI:
+    if is_jpeg(data) and short_side:
+        if not jpeg_is_whole(data[-TAIL_BYTES:]):
             raise ValueError("truncated JPEG")
         flag = next(f for k, f in REDUCED_JPEG if k == 1 or short_side // k >= draft_side)
         arr = cv2.imdecode(np.frombuffer(data, np.uint8), flag)

@@ -25,19 +25,17 @@ from PIL import Image
 
 from raysys import storage
 from raysys.config import DataConfig
+from raysys.data.formats import IMAGE_MAGIC, file_tail, is_jpeg, jpeg_is_whole
 from raysys.parallel import map_chunks
 
 MAX_EXAMPLES = 20
-# Magic numbers of formats we expect: a file starting with one of these that PIL cannot open is
-# a cut-off image ("truncated"), anything else is "not_image".
-IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"RIFF", b"II*\x00", b"MM\x00*")
 BAD_KINDS = {
     "missing": "path does not exist (index from another machine? use --path-map OLD=NEW)",
     "not_a_file": "path is a directory or another non-file",
     "unreadable": "cannot be opened (permissions, or a symlink loop)",
     "empty": "zero-byte file",
     "not_image": "not an image file",
-    "truncated": "image header cut off",
+    "truncated": "image cut off (header unreadable, or a JPEG without its end marker)",
     "too_large": "more pixels than data.max_pixels (decompression-bomb guard)",
     "conflict": "the same image listed under several names (left out of all)",
     "duplicate": "listed twice under one name (kept once)",
@@ -160,10 +158,13 @@ def read_header(path: str, max_pixels: int) -> tuple[str, int, int, int]:
             fh.seek(0)
             with Image.open(fh) as im:
                 w, h = im.size
+            whole = not is_jpeg(head) or jpeg_is_whole(file_tail(fh))
     except PermissionError:
         return "unreadable", 0, 0, st.st_size
     except Exception:
         return ("truncated" if head.startswith(IMAGE_MAGIC) else "not_image"), 0, 0, st.st_size
+    if not whole:  # the header reads, but training would find the image cut off
+        return "truncated", w, h, st.st_size
     if w * h > max_pixels:
         return "too_large", w, h, st.st_size
     return "ok", w, h, st.st_size

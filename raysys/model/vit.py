@@ -33,7 +33,10 @@ def features_and_logits(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor
     """One forward pass giving (B, D) pooled pre-logits features and (B, K) logits."""
     m = unwrap(model)
     pooled = m.forward_head(m.forward_features(x), pre_logits=True)
-    return pooled, m.head(pooled)
+    # The head in fp32, outside any autocast: bf16 logits over 500 names (8 bits of mantissa)
+    # tie often, and top-1 would hang on the tie-break.
+    with torch.autocast(x.device.type, enabled=False):
+        return pooled, m.head(pooled.float())
 
 
 @contextmanager

@@ -13,15 +13,12 @@ import io
 
 import numpy as np
 import pandas as pd
-import torch
 
 from raysys import storage
 from raysys.config import Config
 from raysys.data.decode import Crops
 from raysys.data.manifest import read_manifest
 from raysys.data.source import path_manifest
-from raysys.model.augment import BatchAugment
-from raysys.model.vit import attention_maps, attention_rollout, build_model
 from raysys.report import analysis, plots
 from raysys.report.floors import compute_floors
 from raysys.report.history import best_entry, read_history, run_status
@@ -38,6 +35,11 @@ def attention_figures(cfg: Config, run_dir: str, table: pd.DataFrame, rows: np.n
                       labels: np.ndarray) -> tuple[dict[str, bytes], list[str]]:
     """Rollout overlays for one val image of each of the top and bottom names by F1, from the
     best model: attention_maps/<name>_<row>.png and a contact sheet."""
+    import torch  # only here: a report without figures builds no model (no timm)
+
+    from raysys.model.augment import BatchAugment
+    from raysys.model.vit import attention_maps, attention_rollout, build_model
+
     blob = torch.load(io.BytesIO(storage.read_bytes(storage.join(run_dir, "best_model.pth"))),
                       map_location="cpu", weights_only=True)
     model = build_model(cfg.model, len(table), cfg.data.img_size)
@@ -75,8 +77,9 @@ def attention_figures(cfg: Config, run_dir: str, table: pd.DataFrame, rows: np.n
     return files, titles
 
 
-def build_report(run_dir: str) -> str:
-    """Recompute every section and figure from the run folder; returns summary.md's path."""
+def build_report(run_dir: str, figures: bool | None = None) -> str:
+    """Recompute every section (and, unless told not to, every figure) from the run folder;
+    returns summary.md's path. `figures` defaults to the run's run.figures."""
     cfg = Config.from_dict(storage.read_json(storage.join(run_dir, "config.json")))
     history = read_history(run_dir)
     metric = cfg.run.metric
@@ -85,42 +88,54 @@ def build_report(run_dir: str) -> str:
             "metric": metric, "status": run_status(history, cfg.optim.epochs),
             "device": "cuda" if any(h["gpu/peak_mem_gb"] > 0 for h in history) else "cpu",
             "class_weights": cfg.loss.class_weights}
-    figures: dict[str, bytes] = {"curves.png": plots.curves(history, metric, best["epoch"])}
-    extras: dict = {"figures": figures}
-    extras["floors"] = compute_floors(cfg.data, cfg.run.seed)
-    table = None
+    extras: dict = {"floors": compute_floors(cfg.data, cfg.run.seed)}
+    table, arrays = None, {}
     if storage.exists(storage.join(run_dir, "results.csv")):
         table = pd.read_csv(io.StringIO(storage.read_text(storage.join(run_dir,
                                                                        "results.csv"))))
-        names = table["name"].tolist()
-        labels, preds = load_npy(run_dir, "true_labels"), load_npy(run_dir, "predictions")
-        rows, conf = load_npy(run_dir, "val_rows"), load_npy(run_dir, "confidences")
-        counts = table["train_count"].to_numpy()
-        k = len(names)
-        figures["f1_vs_train_images.png"] = plots.f1_vs_count(table)
-        figures["prediction_histogram.png"] = plots.prediction_histogram(labels, preds, k)
-        figures["confusion_top20.png"] = plots.confusion_top(labels, preds, names)
-        ece, bins = analysis.ece(conf, preds == labels)
-        figures["reliability.png"] = plots.reliability(bins, ece)
-        extras["ece"] = ece
-        extras["bands"] = analysis.band_accuracy(labels, preds, counts)
-        figures["accuracy_by_frequency.png"] = plots.bands(extras["bands"])
+        arrays = {name: load_npy(run_dir, name) for name in
+                  ("true_labels", "predictions", "val_rows", "confidences")}
+        labels, preds = arrays["true_labels"], arrays["predictions"]
+        extras["ece"], extras["ece_bins"] = analysis.ece(arrays["confidences"], preds == labels)
+        extras["bands"] = analysis.band_accuracy(labels, preds, table["train_count"].to_numpy())
         extras["balanced_subset"] = analysis.balanced_subset(labels, preds, cfg.run.seed)
-        figures["embeddings_pca.png"] = plots.embeddings_pca(load_npy(run_dir, "embeddings"),
-                                                             labels, names)
         manifest = read_manifest(path_manifest(cfg.data.manifest))
         if manifest["group"].notna().any():
             train_groups = set(manifest.loc[manifest["split"] == "train", "group"])
             group_of = dict(zip(manifest["row"], manifest["group"], strict=True))
             extras["leakage"] = analysis.identity_leakage(
-                np.array([group_of[int(r)] for r in rows]), train_groups, labels, preds)
+                np.array([group_of[int(r)] for r in arrays["val_rows"]]), train_groups,
+                labels, preds)
             extras["leakage"]["split_by"] = cfg.data.split_by
-        attention, _ = attention_figures(cfg, run_dir, table, rows, labels)
-        figures.update(attention)
-    figures["skew_control.png"] = plots.tau_tradeoff(
-        analysis.tau_tradeoff(best, REL_CV_TARGET).rows, REL_CV_TARGET)
-    for name, data in figures.items():
+    extras["figures"] = {}
+    if cfg.run.figures if figures is None else figures:
+        extras["figures"] = draw_figures(cfg, run_dir, history, best, table, arrays, extras)
+    for name, data in extras["figures"].items():
         storage.write_bytes(storage.join(run_dir, name), data)
     path = storage.join(run_dir, "summary.md")
     storage.write_text(path, render_summary(history, table, info, extras))
     return path
+
+
+def draw_figures(cfg: Config, run_dir: str, history: list[dict], best: dict,
+                 table: pd.DataFrame | None, arrays: dict, extras: dict) -> dict[str, bytes]:
+    """Every PNG of the report, by file name. The slow part of a report (about 7 s on two
+    cores, plus torch and timm for the attention maps), so a sweep of short trials may leave
+    it to `raysys report`."""
+    figures = {"curves.png": plots.curves(history, cfg.run.metric, best["epoch"])}
+    if table is not None:
+        labels, preds = arrays["true_labels"], arrays["predictions"]
+        figures["f1_vs_train_images.png"] = plots.f1_vs_count(table)
+        figures["prediction_histogram.png"] = plots.prediction_histogram(labels, preds,
+                                                                         len(table))
+        figures["confusion_top20.png"] = plots.confusion_top(labels, preds,
+                                                             table["name"].tolist())
+        figures["reliability.png"] = plots.reliability(extras["ece_bins"], extras["ece"])
+        figures["accuracy_by_frequency.png"] = plots.bands(extras["bands"])
+        figures["embeddings_pca.png"] = plots.embeddings_pca(
+            load_npy(run_dir, "embeddings"), labels, table["name"].tolist())
+        attention, _ = attention_figures(cfg, run_dir, table, arrays["val_rows"], labels)
+        figures.update(attention)
+    figures["skew_control.png"] = plots.tau_tradeoff(
+        analysis.tau_tradeoff(best, REL_CV_TARGET).rows, REL_CV_TARGET)
+    return figures

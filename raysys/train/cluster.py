@@ -26,8 +26,8 @@ FORWARDED_ENV = ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION")
 
 
 def forwarded_env() -> dict[str, str]:
-    """What Train workers and Tune trials need from the driver's environment: W&B settings and
-    the test hooks. Ray forwards only its own variables."""
+    """What Train workers and Tune trials need from the driver's environment: W&B settings,
+    raysys's own and the S3 endpoint. Ray forwards only its own variables."""
     return {k: v for k, v in os.environ.items()
             if k.startswith(FORWARDED_ENV_PREFIXES) or k in FORWARDED_ENV}
 

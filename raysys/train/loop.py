@@ -35,7 +35,6 @@ from raysys.model.step import (
 )
 from raysys.report.history import run_status
 from raysys.train.console import Console
-from raysys.train.faults import fault_point
 from raysys.train.rundir import NullWriter, RunWriter
 from raysys.train.shards import train_batches, val_batches
 from raysys.train.tracking import start_wandb
@@ -88,7 +87,6 @@ def run_worker(loop_config: dict) -> None:
     # --- epochs
     for epoch in range(start_epoch, last_epoch + 1):
         seed_epoch(seed, epoch, rank)
-        fault_point(rank, epoch, run_dir)
         t0 = time.time()
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from contextlib import contextmanager, nullcontext
 
@@ -27,7 +26,6 @@ from raysys.errors import BadDataError, StallError
 from raysys.report.history import best_entry, read_history
 from raysys.train.cluster import check_placement, check_shared, forwarded_env, init_ray
 from raysys.train.console import EchoLedger
-from raysys.train.faults import FAULT_ENV
 from raysys.train.watchdog import Watchdog
 
 MANIFEST_KEYS = ("index_dir", "split_by", "group_by", "group_pattern", "val_fraction",
@@ -158,10 +156,8 @@ def fit(cfg: Config, verbose: bool = False) -> dict:
     init_ray(cfg, verbose)
     check_shared(cfg.run.out, cfg)
     print(f"raysys train {cfg.run.name}: {cfg.batch_line()}", flush=True)
-    if os.environ.get(FAULT_ENV):
-        print(f"test fault injection armed: {os.environ[FAULT_ENV]}", flush=True)
     result = fit_trainer(cfg)
-    from raysys.report.build import build_report  # torch and timm, for the attention maps
+    from raysys.report.build import build_report  # matplotlib, sklearn: not before training
 
     build_report(cfg.run.out)  # reads back what training wrote
     history = read_history(cfg.run.out)

@@ -35,11 +35,16 @@ def messy_index(tmp_path):
     (img / "empty.jpg").write_bytes(b"")
     (img / "text.jpg").write_text("this is not an image")
     (img / "cut.jpg").write_bytes((img / "ann_p1" / "0.jpg").read_bytes()[:12])
+    whole = (img / "ann_p1" / "1.jpg").read_bytes()
+    # Cut past its header: PIL reads the size, and only the missing end marker tells.
+    (img / "tail_cut.jpg").write_bytes(whole[: len(whole) * 2 // 3])
+    (img / "padded.jpg").write_bytes(whole + b"\0" * 100)  # zero padding after the marker: whole
     _jpeg(img / "shared.jpg")
     ann = [f"../images/ann_p1/{i}.jpg" for i in range(6)]
     bob = [str(img / "bob_p1" / f"{i}.jpg") for i in range(6)]  # absolute paths
     ann += ["../images/missing.jpg", "../images/empty.jpg", "../images/text.jpg",
-            "../images/cut.jpg", "../images/shared.jpg", "../images/ann_p1/0.jpg"]
+            "../images/cut.jpg", "../images/tail_cut.jpg", "../images/padded.jpg",
+            "../images/shared.jpg", "../images/ann_p1/0.jpg"]
     bob += ["../images/shared.jpg"]
     (idx / "index_ann.json").write_text(json.dumps({"good": ann}))
     (idx / "index_bob.json").write_text(json.dumps({"good": bob, "bad": []}))
@@ -52,13 +57,15 @@ def messy_index(tmp_path):
 def test_every_bad_input_kind_is_counted_and_left_out(messy_index):
     df, report = build_manifest(DataConfig(index_dir=str(messy_index)))
     bad = report["bad_inputs"]
-    expected = {"missing": 1, "empty": 1, "not_image": 1, "truncated": 1, "conflict": 2,
+    expected = {"missing": 1, "empty": 1, "not_image": 1, "truncated": 2, "conflict": 2,
                 "duplicate": 1, "malformed_json": 1, "empty_json": 1, "no_good_key": 1}
     assert {k: v["count"] for k, v in bad.items()} == expected
     assert any("missing.jpg" in e for e in bad["missing"]["examples"])
     assert any("index_cat.json" in e for e in bad["malformed_json"]["examples"])
-    assert len(df) == 12 and sorted(df["name"].unique()) == ["ann", "bob"]
+    assert any("tail_cut.jpg" in e for e in bad["truncated"]["examples"])
+    assert len(df) == 13 and sorted(df["name"].unique()) == ["ann", "bob"]
     assert not df["path"].str.contains("shared|cut|text|empty").any()
+    assert df["path"].str.endswith("padded.jpg").sum() == 1
     assert df["path"].map(os.path.isabs).all()
     assert (df["width"] == 16).all() and (df["bytes"] > 0).all()
 
@@ -175,7 +182,14 @@ def test_lfw_manifest(lfw_index, tmp_path):
     assert g["group"].nunique() == 1851
     report = json.loads((tmp_path / "g" / "data_report.json").read_text())
     assert report["images"] == 6616 and report["bad_inputs"] == {}
-    # Some names are one person, whose every image fell in val: named, for top_k or a re-split.
-    no_train = set(report["names_without_train_images"])
-    assert no_train == set(g.groupby("name")["split"].agg(lambda s: (s == "val").all())
-                           .loc[lambda x: x].index)
+    # The split is balanced per name (assign_groups): a name of one person keeps that person
+    # in train (LFW has 15 such names), and every name of two or more people has people on
+    # both sides. So no name is left without train images.
+    per = g.groupby("name").agg(people=("group", "nunique"),
+                                train=("split", lambda s: (s == "train").sum()),
+                                val=("split", lambda s: (s == "val").sum()))
+    alone = per[per["people"] == 1]
+    assert len(alone) == 15 and (alone["val"] == 0).all() and (alone["train"] > 0).all()
+    several = per[per["people"] >= 2]
+    assert (several["train"] > 0).all() and (several["val"] > 0).all()
+    assert report["names_without_train_images"] == []

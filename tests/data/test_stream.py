@@ -133,12 +133,33 @@ def test_packed_shards_mix_names_like_the_path_manifest(ray_local, demo_manifest
 
 @pytest.mark.slow
 def test_lfw_val_decodes_once(ray_local, lfw_index, tmp_path):
+    """Held decoded (small), val is decoded once: a materialised dataset that every evaluation
+    reads without running a decode again, each val row exactly once per pass. Held as JPEG
+    bytes (val_cache=encoded, the production size), each evaluation decodes the same pixels."""
     cfg = load_config("micro", sets=[f"data.index_dir={lfw_index}", "data.split_by=group",
                                      "data.img_size=64", "model.patch_size=8",
                                      "data.top_k=20"])
     df, report = build_manifest(cfg.data)
     write_manifest(df, report, str(tmp_path / "m.parquet"))
+    from ray.data.dataset import MaterializedDataset
+
+    def pass_over(ds) -> tuple[np.ndarray, torch.Tensor]:
+        batches = _collect(ds, False, batch=128)
+        rows = torch.cat([b["row"] for b in batches]).numpy()
+        order = np.argsort(rows)
+        return rows[order], torch.cat([b["image"] for b in batches])[order]
+
+    val_rows = np.sort(df.loc[df.split == "val", "row"].to_numpy())
     cfg, source = _source(tmp_path / "m.parquet", "data.img_size=64", "model.patch_size=8")
     ledger = create_ledger(source, cfg.data)
-    rows = [b["row"] for b in _collect(D.val_dataset(cfg, source, ledger), False, batch=128)]
-    assert sum(len(r) for r in rows) == (df.split == "val").sum()
+    assert D.val_cache(cfg, source) == "decoded"
+    held = D.val_dataset(cfg, source, ledger)
+    assert isinstance(held, MaterializedDataset)  # nothing left to execute: no decode
+    first, second = pass_over(held), pass_over(held)
+    assert np.array_equal(first[0], val_rows) and np.array_equal(second[0], val_rows)
+    assert torch.equal(first[1], second[1])
+    cfg_b, source_b = _source(tmp_path / "m.parquet", "data.img_size=64", "model.patch_size=8",
+                              "data.val_cache=encoded")
+    encoded = D.val_dataset(cfg_b, source_b, create_ledger(source_b, cfg_b.data))
+    rows_b, images_b = pass_over(encoded)
+    assert np.array_equal(rows_b, val_rows) and torch.equal(images_b, first[1])

@@ -121,6 +121,22 @@ def test_class_weight_schemes():
 
 
 def test_logit_adjustment_shifts_by_the_prior():
-    f = loss_fn("none", tau=1.0)
+    """Hand-computed: with all-zero logits the adjusted softmax is prior^tau, normalised, so
+    the loss of a rare name is -log(p^tau / sum p^tau); tau = 1 gives -log p exactly. A forward
+    that ignored the shift would give log K for both."""
     prior = COUNTS / COUNTS.sum()
-    torch.testing.assert_close(f.logit_shift, torch.tensor(np.log(prior), dtype=torch.float32))
+    zeros = torch.zeros(2, 4)
+    target = torch.tensor([3, 0])
+    for tau in (1.0, 0.5):
+        per_name = -(tau * np.log(prior) - np.log((prior ** tau).sum()))
+        f = loss_fn("none", tau=tau)
+        assert f(zeros, target).item() == pytest.approx(per_name[[3, 0]].mean(), rel=1e-6)
+    assert loss_fn("none", tau=1.0)(zeros[:1], target[:1]).item() == pytest.approx(
+        np.log(COUNTS.sum() / COUNTS[3]), rel=1e-6)  # = log 27
+    # The shift trains the rare name's logit up: the gradient pushes class 3 harder than
+    # without it.
+    logits = torch.zeros(1, 4, requires_grad=True)
+    loss_fn("none", tau=1.0)(logits, target[:1]).backward()
+    plain = torch.zeros(1, 4, requires_grad=True)
+    loss_fn("none", tau=0.0)(plain, target[:1]).backward()
+    assert logits.grad[0, 3] < plain.grad[0, 3] < 0

@@ -37,11 +37,26 @@ def test_macro_f1_ignores_names_absent_from_val():
     assert m["val/names_present"] == 2
 
 
-def test_top1_uses_the_fp32_argmax_of_predictions():
+def test_top1_comes_from_an_fp32_head_under_bf16_autocast():
+    """Evaluation runs the body in bf16 and the head in fp32: bf16 logits over 500 names (8
+    bits of mantissa) tie often, and top-1 would then hang on the tie-break. A head left
+    under autocast makes bf16 logits, which this catches."""
+    from raysys.config import load_config
+    from raysys.model.vit import build_model, features_and_logits, unwrap
+
     torch.manual_seed(0)
-    logits = torch.randn(512, 500).to(torch.bfloat16)  # many near-ties in bf16
+    model = build_model(load_config("micro").model, 500, 32).eval()
+    x = torch.randn(64, 3, 32, 32)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        pooled, logits = features_and_logits(model, x)
+    assert logits.dtype == torch.float32  # a Linear under autocast gives bf16
+    with torch.no_grad():
+        fp32_head = unwrap(model).head(pooled.float())
+        assert torch.equal(logits, fp32_head)
+        bf16 = fp32_head.to(torch.bfloat16)
+    assert (bf16 == bf16.max(1, keepdim=True).values).sum(1).gt(1).any()  # bf16 would tie
     out = predictions(logits, torch.zeros(500))
-    assert torch.equal(out["pred_tau0.0"], logits.float().argmax(1))
+    assert torch.equal(out["pred_tau0.0"], fp32_head.argmax(1))
     assert set(out) == {"top5", *(f"pred_tau{t}" for t in POST_HOC_TAUS)}
 
 

@@ -31,3 +31,24 @@ def test_raysys_report_rebuilds_every_section_and_figure(straight_run, tmp_path)
                 if p.name != "contact_sheet.png"]
     assert len(overlays) >= 2
     assert "pixel-linear floor: logistic regression on 32x32 grayscale" in summary
+
+
+@pytest.mark.slow
+def test_a_report_without_figures_has_every_table_and_no_png(straight_run, tmp_path):
+    """run.figures=false (a sweep of short trials): every section but the figures, no PNG
+    written, and no model (timm) built to write it."""
+    import shutil
+    import subprocess
+    import sys
+
+    run, _ = straight_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("*.png", "checkpoints"))
+    code = ("import sys; from raysys.report.build import build_report; "
+            f"build_report({str(copy)!r}, figures=False); "
+            "assert 'timm' not in sys.modules, 'timm imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    summary = (copy / "summary.md").read_text()
+    for section in SECTIONS[:-1]:
+        assert section in summary, section
+    assert "## Figures" not in summary and not list(copy.rglob("*.png"))
