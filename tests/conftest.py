@@ -10,6 +10,7 @@ import json
 import os
 import secrets
 import shutil
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -40,6 +41,13 @@ def pytest_sessionfinish(session, exitstatus):
 # As init_ray sets for the local Ray it starts (the tests start their own): Train's controller
 # polls every 0.5 s, not 2 s.
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (for a dashboard, a moto server, or a dead address)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def micro(manifest, out, *sets: str):

@@ -10,7 +10,6 @@ takes through Ray (supervisor, runtime env, driver) without that artefact of sim
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,15 +18,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.conftest import free_port
+
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_KEY = "fakejobwandbkey0123456789abcdef012345678"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -37,7 +32,7 @@ def one_node_with_jobs():
 
     ray.shutdown()
     os.environ.pop("RAYSYS_TEST_RAY", None)
-    port = _free_port()
+    port = free_port()
     c = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 4, "object_store_memory": 400 * 2**20, "include_dashboard": True,
         "dashboard_host": "127.0.0.1", "dashboard_port": port})

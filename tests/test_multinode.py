@@ -8,7 +8,6 @@ share a node, and the head has too few CPUs for one."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +22,7 @@ from raysys import storage
 from raysys.config import load_config
 from raysys.sweep.experiments import Experiment, grid
 from raysys.sweep.runner import run_sweep
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,12 +33,6 @@ WORKER_NODE = {"num_cpus": 4, "object_store_memory": 200 * 2**20,
                "labels": {"raysys-role": "gpu-worker"}}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def s3():
     """A moto S3 server on localhost with one bucket; its endpoint and fake keys in the
@@ -46,7 +40,7 @@ def s3():
     import boto3
     from moto.server import ThreadedMotoServer
 
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     env = FAKE_KEYS | {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ from raysys.config import DataConfig
 from raysys.data.manifest import build_manifest, read_manifest, write_manifest
 from raysys.errors import StallError
 from raysys.train.run import fit
-from tests.conftest import micro
+from tests.conftest import free_port, micro
 
 FAKE_SECRETS = {"WANDB_API_KEY": "fakewandbkey0123456789abcdef0123456789abcd",
                 "AWS_ACCESS_KEY_ID": "AKIAFAKEFAKEFAKE9999",
@@ -257,7 +256,7 @@ def test_a_stale_address_file_starts_a_local_ray_bound_to_localhost(reliability_
     """)
     temp = Path(tempfile.mkdtemp(prefix="rs", dir="/tmp"))  # short: Ray's socket paths
     (temp / "ray").mkdir()
-    dead = _free_port()
+    dead = free_port()
     (temp / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{dead}")
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"RAY_TMPDIR": str(temp)}
     start = time.time()
@@ -288,7 +287,7 @@ def test_a_stale_address_file_starts_a_local_ray_bound_to_localhost(reliability_
 
 def test_an_explicit_ray_address_that_does_not_answer_fails_in_seconds(demo_manifest,
                                                                         tmp_path):
-    env = dict(os.environ, RAY_ADDRESS=f"127.0.0.1:{_free_port()}")
+    env = dict(os.environ, RAY_ADDRESS=f"127.0.0.1:{free_port()}")
     start = time.time()
     r = subprocess.run([sys.executable, "-m", "raysys.cli", "train", "--manifest",
                         str(demo_manifest), "--preset", "micro", "--out", str(tmp_path / "run")],
@@ -297,7 +296,3 @@ def test_an_explicit_ray_address_that_does_not_answer_fails_in_seconds(demo_mani
     assert f"RAY_ADDRESS={env['RAY_ADDRESS']}: nothing answers" in r.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
