@@ -8,8 +8,8 @@ import pytest
 def test_gpu_check_dry_run(ray_local, tmp_path):
     from benchmarks.gpu_check import main
 
-    report = main(["--device", "cpu", "--preset", "micro", "--steps", "3", "--images", "256",
-                   "--epochs", "3", "--no-compile", "--out", str(tmp_path)])
+    report = main(["--device", "cpu", "--preset", "micro", "--steps", "3", "--images", "128",
+                   "--epochs", "2", "--no-compile", "--out", str(tmp_path)])
     assert (tmp_path / "gpu_check.json").exists()
     (synthetic,) = report["synthetic"]
     assert synthetic["img_per_s"] > 0 and not synthetic["diverged"]

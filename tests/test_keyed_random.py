@@ -39,3 +39,11 @@ def test_uniforms_are_golden_bounded_and_independent():
     assert not np.array_equal(keyed_uniform(row_keys(0, 2, [5]), 4), keyed_uniform(one, 4))
     assert not np.array_equal(keyed_uniform(one, 4, stream=1), keyed_uniform(one, 4, stream=2))
     assert derived_seed(1, 2) != derived_seed(2, 1) and 0 <= derived_seed(5) < 2**31
+
+
+def test_plain_python_inputs_hash_as_uint32():
+    """Lists of Python ints (int64 to numpy) must wrap at 32 bits like uint32 arrays."""
+    xs = [1, 12345, 0xFFFFFFFF]
+    assert hash32(xs).tolist() == [lowbias32(x) for x in xs]
+    keys = row_keys(7, 3, [11])
+    assert np.array_equal(keyed_uniform(keys, 3), keyed_uniform(keys, 3, stream=0))

@@ -47,12 +47,11 @@ def decode(data: bytes, draft_side: int, short_side: int = 0, max_pixels: int = 
     if max_pixels and im.width * im.height > max_pixels:  # header only: no decode yet
         raise ValueError(f"{im.width}x{im.height} exceeds data.max_pixels")
     im.draft("RGB", (draft_side, draft_side))  # the largest 1/2^k scale still >= the request
-    if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit gray: scale, don't clip
+    if im.mode.startswith("I"):  # integer gray (16- or 32-bit): scale, don't clip
         arr16 = np.asarray(im, dtype=np.float64)
         im = Image.fromarray(np.uint8(arr16 / max(arr16.max(), 1) * 255)).convert("RGB")
     elif im.mode != "RGB":
-        im = im.convert("RGBA").convert("RGB") if im.mode in ("P", "LA", "PA") else \
-            im.convert("RGB")
+        im = im.convert("RGB")  # L, LA, P (with or without transparency), RGBA, CMYK, ...
     return np.asarray(im)
 
 

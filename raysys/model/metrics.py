@@ -54,10 +54,15 @@ def chance_baselines(train_counts: np.ndarray, val_labels: np.ndarray) -> dict[s
     k = len(train_counts)
     p = train_counts / train_counts.sum()
     q = np.bincount(val_labels, minlength=k) / max(len(val_labels), 1)
+    present = int((q > 0).sum())
     return {
         "chance/majority": float(q[int(np.argmax(p))]),  # always the largest train class
         "chance/prior_match": float(np.dot(p, q)),  # guess at random by the train prior
-        "chance/uniform": 1.0 / k,  # also what any constant guess scores in balanced accuracy
+        "chance/uniform": 1.0 / k,  # a uniform guess, in top-1 and in balanced accuracy
+        # Any constant guess in balanced accuracy: recall 1 on one name, 0 on the others
+        # present. Balanced accuracy averages over the names in val only, so this is
+        # 1/(names in val), above 1/K when some names have no val image.
+        "chance/balanced_constant": 1.0 / present if present else float("nan"),
     }
 
 

@@ -115,7 +115,7 @@ def bands(rows: list[dict]) -> bytes:
     fig, ax = figure(figsize=(4.5, 3.2))
     ax.bar([f"{r['band']}\n{r['train images per name']}" for r in rows],
            [np.nan_to_num(r["accuracy"]) for r in rows], color=["C0", "C1", "C2"])
-    ax.set_ylabel("val accuracy")
+    ax.set_ylabel("mean per-name val accuracy")
     ax.set_title("accuracy by name frequency (train images)")
     return png(fig)
 

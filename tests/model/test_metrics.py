@@ -70,3 +70,114 @@ def test_posthoc_tau_moves_predictions_to_rare_names():
 def test_cv():
     assert cv(np.array([5, 5, 5])) == 0.0
     assert np.isnan(cv(np.array([0, 0])))
+
+
+# --- exact behaviour, pinned so that a changed constant or key fails (benchmarks/MUTATION.md)
+
+def test_val_metrics_on_a_hand_computed_example():
+    """Four names (3 has no val image), six val images; every key and value by hand."""
+    labels = np.array([0, 0, 0, 1, 1, 2])
+    preds = np.array([0, 0, 1, 1, 0, 3])  # name 3 is predicted, never true
+    top5 = np.array([[0, 1], [1, 0], [1, 0], [2, 3], [0, 1], [3, 0]])  # true in 4 of 6 rows
+    by_tau = {f"pred_tau{t}": preds for t in POST_HOC_TAUS}
+    by_tau["pred_tau0.25"] = labels  # a post-hoc tau that fixes everything
+    by_tau["pred_tau1.5"] = np.zeros(6, int)
+    train = np.array([6.0, 2, 1, 1])
+    m = val_metrics(labels, top5, by_tau, train)
+    assert m["val/top1"] == pytest.approx(3 / 6) and m["val/top5"] == pytest.approx(4 / 6)
+    assert m["val/balanced_acc"] == pytest.approx((2 / 3 + 1 / 2 + 0) / 3)
+    # macro-F1 over the 3 names present: F1 0 = 2*(2/3*2/3)/(4/3) = 2/3, F1 1 = 1/2, F1 2 = 0
+    assert m["val/macro_f1"] == pytest.approx((2 / 3 + 1 / 2 + 0) / 3)
+    assert m["val/pred_cv"] == pytest.approx(cv(np.array([3, 2, 0, 1])))  # all K names
+    assert m["val/true_cv"] == pytest.approx(cv(np.array([3, 2, 1, 0])))
+    assert m["val/rel_pred_cv"] == pytest.approx(cv(np.array([3 / 3, 2 / 2, 0 / 1])))
+    assert m["val/names_present"] == 3 and m["val/images"] == 6
+    assert m["posthoc_tau0.25/top1"] == 1.0 and m["posthoc_tau0.25/balanced_acc"] == 1.0
+    assert m["posthoc_tau0.25/rel_pred_cv"] == 0.0
+    assert m["posthoc_tau1.5/top1"] == pytest.approx(0.5)
+    assert m["posthoc_tau1.5/rel_pred_cv"] == pytest.approx(cv(np.array([6 / 3, 0, 0])))
+    assert m["chance/majority"] == pytest.approx(3 / 6)  # name 0, the largest in train
+    assert m["chance/prior_match"] == pytest.approx(0.6 * 0.5 + 0.2 / 3 + 0.1 / 6)
+    assert m["chance/uniform"] == 0.25
+    assert m["chance/balanced_constant"] == pytest.approx(1 / 3)  # 3 of the 4 names in val
+    taus = {f"posthoc_tau{t}/{k}" for t in POST_HOC_TAUS[1:]
+            for k in ("top1", "balanced_acc", "rel_pred_cv")}
+    assert set(m) == {"val/top1", "val/top5", "val/balanced_acc", "val/macro_f1",
+                      "val/pred_cv", "val/true_cv", "val/rel_pred_cv", "val/names_present",
+                      "val/images", "chance/majority", "chance/prior_match",
+                      "chance/uniform", "chance/balanced_constant"} | taus
+
+
+def test_val_metrics_count_every_name_even_past_the_last_label():
+    """Predicted counts over all K names: names past the largest label still count as 0."""
+    labels = np.array([0, 1])
+    m = _metrics(labels, labels, 6)
+    assert m["val/pred_cv"] == pytest.approx(cv(np.array([1, 1, 0, 0, 0, 0])))
+    assert m["val/true_cv"] == m["val/pred_cv"]
+
+
+def test_macro_f1_scores_a_name_never_predicted_as_zero():
+    labels = np.array([0, 1, 1])
+    preds = np.array([0, 0, 0])  # name 1 never predicted: precision 0/0
+    m = _metrics(labels, preds, 2)
+    assert m["val/macro_f1"] == pytest.approx((2 * (1 / 3) / (4 / 3) + 0) / 2)
+
+
+def test_chance_of_an_empty_val_set_is_zero_not_an_error():
+    from raysys.model.metrics import chance_baselines
+
+    out = chance_baselines(np.array([3.0, 1.0]), np.zeros(0, int))
+    assert np.isnan(out.pop("chance/balanced_constant"))
+    assert out == {"chance/majority": 0.0, "chance/prior_match": 0.0, "chance/uniform": 0.5}
+    one = chance_baselines(np.array([1.0, 3.0]), np.array([1]))  # one image: divide by 1
+    assert one["chance/majority"] == 1.0 and one["chance/prior_match"] == 0.75
+    assert one["chance/balanced_constant"] == 1.0  # one name in val: a constant guess is it
+
+
+def test_cv_and_relative_cv_exactly():
+    assert cv([1, 3]) == pytest.approx(0.5)  # std 1, mean 2; lists and ints accepted
+    assert np.isnan(cv([])) and np.isnan(cv(np.array([0, 0])))
+    # a name with one true image predicted once counts; absent names (true 0) are left out
+    assert relative_pred_cv(np.array([0, 1]), np.array([0, 0]), 3) == pytest.approx(1.0)
+    assert relative_pred_cv(np.array([0, 0, 1]), np.array([0, 0, 1]), 3) == 0.0
+
+
+def test_per_class_table_and_accuracy_spread():
+    from raysys.model.metrics import accuracy_spread, per_class_table
+
+    labels = np.array([0, 0, 1, 1, 1, 2])
+    preds = np.array([0, 1, 1, 1, 3, 2])  # name 3: predicted once, no val image
+    table = per_class_table(labels, preds, ["ann", "bob", "cy", "dee"], np.array([9.7, 5, 3, 1]))
+    assert list(table.columns) == ["name", "precision", "recall", "f1", "support",
+                                   "train_count", "predicted"]
+    assert table["name"].tolist() == ["ann", "bob", "cy", "dee"]
+    np.testing.assert_allclose(table["precision"], [1, 2 / 3, 1, 0])
+    np.testing.assert_allclose(table["recall"], [1 / 2, 2 / 3, 1, 0])
+    np.testing.assert_allclose(table["f1"], [2 / 3, 2 / 3, 1, 0])
+    assert table["support"].tolist() == [2, 3, 1, 0]
+    assert table["train_count"].tolist() == [9, 5, 3, 1] and table["train_count"].dtype.kind == "i"
+    assert table["predicted"].tolist() == [1, 3, 1, 1]
+    spread = accuracy_spread(table)  # over names present: recalls 1/2, 2/3, 1
+    assert spread == pytest.approx({"min": 0.5, "q25": 7 / 12, "median": 2 / 3,
+                                    "q75": 5 / 6, "max": 1.0})
+    assert list(spread) == ["min", "q25", "median", "q75", "max"]
+    empty = accuracy_spread(table.assign(support=0))
+    assert list(empty) == ["min", "q25", "median", "q75", "max"]
+    assert all(np.isnan(v) for v in empty.values())
+    # the last name predicted but never true: counted in `predicted` even past the labels
+    assert per_class_table(np.array([0]), np.array([2]), ["a", "b", "c"],
+                           np.ones(3))["predicted"].tolist() == [0, 0, 1]
+
+
+@pytest.mark.filterwarnings("error")
+def test_undefined_cv_is_nan_without_a_runtime_warning():
+    """Empty or all-zero counts are 'no spread to speak of', not a division by zero that
+    floods a run's log with RuntimeWarnings."""
+    assert np.isnan(cv([])) and np.isnan(cv([0, 0, 0]))
+
+
+def test_per_class_table_has_a_row_for_names_never_predicted_past_the_last():
+    from raysys.model.metrics import per_class_table
+
+    table = per_class_table(np.array([0, 1]), np.array([0, 0]), ["a", "b", "c"], np.ones(3))
+    assert table["predicted"].tolist() == [2, 0, 0] and table["support"].tolist() == [1, 1, 0]

@@ -41,3 +41,107 @@ def test_bands_leakage_subset_and_tau_choice():
              "posthoc_tau1.0/balanced_acc": 0.38, "posthoc_tau1.0/rel_pred_cv": 0.1}
     choice = analysis.tau_tradeoff(entry)
     assert [r["tau"] for r in choice.rows] == [0.0, 0.5, 1.0] and choice.best["tau"] == 0.5
+
+
+# --- exact behaviour, pinned so that a changed constant or boundary fails (benchmarks/MUTATION.md)
+
+@pytest.mark.filterwarnings("error")  # an empty bin is nan, not a "mean of empty slice"
+def test_ece_bins_are_right_closed_with_zero_in_the_first():
+    edges = np.linspace(0, 1, 16)
+    conf = np.array([0.0, edges[1], edges[1] + 1e-9, edges[14], 1.0, 0.5])
+    correct = np.array([0, 1, 1, 0, 1, 1])
+    value, table = analysis.ece(conf, correct)  # 15 bins by default
+    assert len(table) == 15 and [b["n"] for b in table][:2] == [2, 1]
+    assert table[14]["n"] == 1 and table[13]["n"] == 1 and table[7]["n"] == 1
+    assert [(b["lo"], b["hi"]) for b in table] == [(edges[i], edges[i + 1]) for i in range(15)]
+    first = table[0]
+    assert first["accuracy"] == 0.5 and first["confidence"] == pytest.approx(edges[1] / 2)
+    assert set(first) == {"lo", "hi", "n", "accuracy", "confidence"}
+    empty = table[3]
+    assert empty["n"] == 0 and np.isnan(empty["accuracy"]) and np.isnan(empty["confidence"])
+    want = sum(b["n"] / 6 * abs(b["accuracy"] - b["confidence"]) for b in table if b["n"])
+    assert value == pytest.approx(want)
+    # integer inputs average as floats, not truncated
+    assert analysis.ece([1], [True], bins=2)[1][1]["confidence"] == 1.0
+    assert analysis.ece(np.array([0, 1]), np.array([0, 1]), bins=2)[0] == 0.0
+
+
+@pytest.mark.filterwarnings("error")
+def test_bands_boundaries_keys_and_the_per_name_mean():
+    counts = np.array([4768.0, 1000, 200, 199])  # the production scale: bands 1000 and 200
+    assert analysis.frequency_bands(counts) == (1000, 200)
+    assert analysis.frequency_bands(np.array([10_000.0])) == (1000, 200)  # never above
+    labels = np.array([0, 0, 0, 1, 2, 2])
+    preds = np.array([0, 0, 0, 0, 2, 0])
+    rows = analysis.band_accuracy(labels, preds, counts)
+    assert [r["band"] for r in rows] == ["Many", "Medium", "Few"]
+    assert rows[0] == {"band": "Many", "train images per name": "> 1000", "names": 1,
+                       "names in val": 1, "val images": 3, "accuracy": 1.0}
+    # exactly 1000 and exactly 200 are Medium; names 1 (0/1) and 2 (1/2): mean 0.25, while
+    # pooling the images would give 1/3
+    assert rows[1] == {"band": "Medium", "train images per name": "200-1000", "names": 2,
+                       "names in val": 2, "val images": 3, "accuracy": 0.25}
+    few = rows[2]
+    assert few["names"] == 1 and few["names in val"] == 0 and few["val images"] == 0
+    assert np.isnan(few["accuracy"])
+
+
+@pytest.mark.filterwarnings("error")
+def test_balanced_subset_draws_per_name_without_replacement_with_its_seed():
+    labels = np.repeat([0, 1], [60, 55])
+    preds = np.random.default_rng(5).integers(0, 2, 115)
+    sub = analysis.balanced_subset(labels, preds)
+    assert sub["per_name"] == 50 and sub["images"] == 100  # capped at 50 a name
+    assert sub == analysis.balanced_subset(labels, preds, seed=0)  # the default seed is 0
+    assert sub != analysis.balanced_subset(labels, preds, seed=1)
+    assert set(sub) == {"per_name", "images", "top1", "balanced_acc"}
+    # Without replacement: with exactly `per` images of a name, every one is drawn once.
+    exact = analysis.balanced_subset(np.repeat([0, 1], 3), np.array([0, 0, 0, 1, 1, 0]))
+    assert exact["top1"] == pytest.approx(5 / 6)
+    assert exact["balanced_acc"] == pytest.approx((1 + 2 / 3) / 2)
+    # drawn from each name's own images: a name always right and one always wrong
+    third = analysis.balanced_subset(np.repeat([0, 1, 2], [10, 4, 6]), np.zeros(20, int))
+    assert third["top1"] == pytest.approx(1 / 3) and third["balanced_acc"] == pytest.approx(1 / 3)
+    none = analysis.balanced_subset(np.zeros(0, int), np.zeros(0, int))
+    assert none["per_name"] == 0 and none["images"] == 0
+    assert np.isnan(none["top1"]) and np.isnan(none["balanced_acc"])
+
+
+@pytest.mark.filterwarnings("error")
+def test_identity_leakage_splits_seen_from_unseen_people():
+    labels = np.array([0, 1, 1, 0])
+    preds = np.array([0, 1, 0, 1])
+    leak = analysis.identity_leakage(np.array(["a", "b", "c", "d"]), {"a", "b"}, labels, preds)
+    assert leak == {"seen": {"images": 2, "top1": 1.0}, "unseen": {"images": 2, "top1": 0.0}}
+    only_seen = analysis.identity_leakage(np.array(["a"]), {"a"}, labels[:1], preds[:1])
+    assert only_seen["unseen"]["images"] == 0 and np.isnan(only_seen["unseen"]["top1"])
+    none = analysis.identity_leakage(np.array([]), {"a"}, np.zeros(0, int), np.zeros(0, int))
+    assert none["seen"]["images"] == none["unseen"]["images"] == 0
+
+
+def test_tau_choice_needs_a_cv_strictly_under_the_target():
+    entry = {"val/top1": 0.5, "val/balanced_acc": 0.3, "val/rel_pred_cv": 0.30,
+             "posthoc_tau0.5/top1": 0.45, "posthoc_tau0.5/balanced_acc": 0.35,
+             "posthoc_tau0.5/rel_pred_cv": 0.31}
+    choice = analysis.tau_tradeoff(entry)
+    assert choice.best is None  # 0.30 does not meet "< 0.30"
+    assert choice.rows == [
+        {"tau": 0.0, "top1": 0.5, "balanced_acc": 0.3, "rel_pred_cv": 0.30},
+        {"tau": 0.5, "top1": 0.45, "balanced_acc": 0.35, "rel_pred_cv": 0.31}]
+    assert analysis.tau_tradeoff(entry, target=0.305).best["tau"] == 0.0
+
+
+def test_balanced_subset_is_the_seeded_draw_from_each_names_own_images():
+    """The subset is reproducible: per name, in label order, `per` of that name's images drawn
+    without replacement from one seeded generator (how the earlier CLIP/CNN numbers were
+    measured). Checked against that recipe written out."""
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 5, 200)
+    preds = np.where(rng.random(200) < 0.6, labels, rng.integers(0, 5, 200))
+    draw = np.random.default_rng(7)
+    per = int(np.bincount(labels).min())
+    pick = np.concatenate([draw.choice(np.flatnonzero(labels == c), per, replace=False)
+                           for c in range(5)])
+    got = analysis.balanced_subset(labels, preds, seed=7)
+    assert got["per_name"] == per and got["images"] == 5 * per
+    assert got["top1"] == float((preds[pick] == labels[pick]).mean())

@@ -48,3 +48,17 @@ def test_the_live_summary_has_the_tau_table_with_the_right_note():
     weighted = render_summary([entry()], None, {"metric": "val/top1",
                                                 "class_weights": "inverse"})
     assert "corrects twice" in weighted
+
+
+def test_balanced_chance_is_a_constant_guess_over_the_names_in_val():
+    """With 10 names but 4 in val, 'always alex' scores 0.25 balanced accuracy, not 1/10: a
+    model at 0.2 does not beat chance. Logs from before the key fall back to 1/K."""
+    from raysys.report.summary import balanced_chance, criteria_rows
+
+    best = {"val/top1": 0.3, "val/balanced_acc": 0.2, "val/rel_pred_cv": 0.5, "chance/uniform": 0.1,
+            "chance/majority": 0.4, "chance/prior_match": 0.2,
+            "chance/balanced_constant": 0.25}
+    row = next(r for r in criteria_rows(10, best, False)
+               if r[0] == "balanced accuracy beats chance")
+    assert row[2] == "a constant guess, 1/(names in val) = 0.2500" and row[3] is False
+    assert balanced_chance({"chance/uniform": 0.1}) == 0.1
