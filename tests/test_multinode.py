@@ -141,7 +141,9 @@ def test_sweep_waits_for_nodes_then_runs_trials_at_once_into_s3(cluster, demo_ma
 
     def states() -> tuple[int, int]:
         alive = list_actors(address=cluster.address, filters=[("state", "=", "ALIVE")])
-        trials = sum(a.class_name in ("ImplicitFunc", "run_trial", "_Inner") for a in alive)
+        # Tune's function trainable; Ray reports it as "ImplicitFunc" or by its qualified name
+        # "wrap_function.<locals>.ImplicitFunc" depending on when it is read.
+        trials = sum(a.class_name.rsplit(".", 1)[-1] == "ImplicitFunc" for a in alive)
         pending = (len(list_tasks(address=cluster.address,
                                   filters=[("state", "=", "PENDING_NODE_ASSIGNMENT")]))
                    + len(list_actors(address=cluster.address,
@@ -256,7 +258,7 @@ def test_train_joins_fills_its_nodes_and_survives_a_node_killed_mid_epoch(
     with console.open("w") as f:
         proc = subprocess.Popen(
             [sys.executable, "-m", "raysys.cli", "train", "--manifest", str(demo_manifest),
-             "--preset", "micro", "--epochs", "3", "--workers", "2",
+             "--preset", "micro", "--epochs", "2", "--workers", "2",
              "--set", "run.cpus_per_worker=3", "--set", "data.cpus_per_actor=1",
              "--set", "data.batch_size=32", "--set", "run.max_failures=2",
              "--set", "run.figures=false", "--out", str(out),
@@ -282,10 +284,10 @@ def test_train_joins_fills_its_nodes_and_survives_a_node_killed_mid_epoch(
     assert death.startswith("DEAD: Unexpected termination"), death  # a kill, not a SIGTERM
     assert gcs_servers() == before_gcs  # joined; started nothing
     history = json.loads((out / "training_log.json").read_text())
-    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert [h["epoch"] for h in history] == [1, 2]
     assert history[0] == first[0]  # epoch 1 came from the checkpoint, not trained again
     assert "[2024-06-01] resumed at epoch 2" in text, text[-3000:]
-    assert "[2024-06-01] epoch 3/3" in text  # the driver printed rank 0's lines
+    assert "[2024-06-01] epoch 2/2" in text  # the driver printed rank 0's lines
     nodes = history[0]["workers/nodes"]
     assert len(set(nodes)) == 2 and set(nodes) <= set(_worker_nodes(cluster)) | {victim}
     assert victim not in history[-1]["workers/nodes"] and not history[-1]["diverged"]
@@ -301,7 +303,7 @@ def test_train_joins_fills_its_nodes_and_survives_a_node_killed_mid_epoch(
         "fault": "worker node SIGKILLed mid-epoch (2 workers filling 2 of 3 nodes)", "tries": 1,
         "outcome": f"Ray recorded '{death.split(': ')[1]}'; restarted from the last "
                    "checkpoint on the nodes left and said so; epoch 1 kept as logged, epochs "
-                   "1-3 each logged once, every val image scored once",
+                   "1-2 each logged once, every val image scored once",
         "lost": "the interrupted epoch's progress only"})
 
 

@@ -83,16 +83,33 @@ def balanced_subset(labels: np.ndarray, preds: np.ndarray, seed: int = 0, cap: i
 
 
 def identity_leakage(val_groups: np.ndarray, train_groups: set, labels: np.ndarray,
-                     preds: np.ndarray) -> dict:
-    """Val accuracy on images whose person also has train images, and on those whose person
-    does not. A large gap says the model recognises people, not names."""
-    seen = np.array([g in train_groups for g in val_groups], dtype=bool)
-    out = {}
-    for key, mask in (("seen", seen), ("unseen", ~seen)):
+                     preds: np.ndarray, majority: int | None = None) -> dict:
+    """Val accuracy on images whose person also has train images ("seen"), and on those whose
+    person does not ("unseen"). Images with no person id are neither, and are counted apart.
+
+    The seen/unseen gap means nothing alone: the two sets hold different names in different
+    proportions, so even "always the largest train name" (`majority`) shows a gap. The same
+    gap for that constant guess is the baseline the model's gap is read against."""
+    known = np.array([g is not None and g == g for g in val_groups], dtype=bool)  # NaN != NaN
+    seen = known & np.array([g in train_groups for g in val_groups], dtype=bool)
+    out = {"ungrouped": int((~known).sum())}
+    for key, mask in (("seen", seen), ("unseen", known & ~seen)):
         out[key] = {"images": int(mask.sum()),
                     "top1": float((preds[mask] == labels[mask]).mean()) if mask.any()
-                    else float("nan")}
+                    else float("nan"),
+                    "majority_top1": float((labels[mask] == majority).mean())
+                    if mask.any() and majority is not None else float("nan")}
     return out
+
+
+def confusion_with_other(labels: np.ndarray, preds: np.ndarray, top: int) -> np.ndarray:
+    """(top, top + 1): for each of the `top` largest names (labels 0..top-1), the share of its
+    val images predicted as each of them, and in the last column as any other name, so that
+    every row sums to 1 over all its predictions."""
+    cm = np.zeros((top, top + 1))
+    keep = labels < top
+    np.add.at(cm, (labels[keep], np.minimum(preds[keep], top)), 1)
+    return cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
 
 
 @dataclass

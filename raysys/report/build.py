@@ -87,8 +87,12 @@ def build_report(run_dir: str, figures: bool | None = None) -> str:
     info = {"run_name": cfg.run.name, "arch": cfg.model.arch, "epochs": cfg.optim.epochs,
             "metric": metric, "status": run_status(history, cfg.optim.epochs),
             "device": "cuda" if any(h["gpu/peak_mem_gb"] > 0 for h in history) else "cpu",
-            "class_weights": cfg.loss.class_weights}
+            "class_weights": cfg.loss.class_weights,
+            "logit_adjust_tau": cfg.loss.logit_adjust_tau}
     extras: dict = {"floors": compute_floors(cfg.data, cfg.run.seed)}
+    # The floors at this run's own names (data.top_k): a sweep over subsets reads each trial
+    # against these, not against the base config's.
+    storage.write_json(storage.join(run_dir, "floors.json"), extras["floors"])
     table, arrays = None, {}
     if storage.exists(storage.join(run_dir, "results.csv")):
         table = pd.read_csv(io.StringIO(storage.read_text(storage.join(run_dir,
@@ -104,8 +108,9 @@ def build_report(run_dir: str, figures: bool | None = None) -> str:
             train_groups = set(manifest.loc[manifest["split"] == "train", "group"])
             group_of = dict(zip(manifest["row"], manifest["group"], strict=True))
             extras["leakage"] = analysis.identity_leakage(
-                np.array([group_of[int(r)] for r in arrays["val_rows"]]), train_groups,
-                labels, preds)
+                np.array([group_of[int(r)] for r in arrays["val_rows"]], dtype=object),
+                train_groups, labels, preds,
+                majority=int(np.argmax(table["train_count"].to_numpy())))
             extras["leakage"]["split_by"] = cfg.data.split_by
     extras["figures"] = {}
     if cfg.run.figures if figures is None else figures:

@@ -69,8 +69,11 @@ def _score(model, x_train, y_train, x_val, y_val) -> dict:
 def compute_floors(data: DataConfig, seed: int = 0) -> dict:
     """The floors of data.manifest's split at data.top_k and data.center_crop, cached."""
     manifest = path_manifest(data.manifest)
-    key = json.dumps({"manifest": manifest, "top_k": data.top_k,
-                      "center_crop": data.center_crop, "seed": seed, "v": 1}, sort_keys=True)
+    # Keyed on the manifest's bytes, not its path: a manifest rebuilt in place with another
+    # split must not reuse the old split's floors.
+    content = hashlib.blake2b(storage.read_bytes(manifest), digest_size=16).hexdigest()
+    key = json.dumps({"manifest": content, "top_k": data.top_k,
+                      "center_crop": data.center_crop, "seed": seed, "v": 2}, sort_keys=True)
     cache = storage.join(storage.parent(manifest), "floors-" + hashlib.blake2b(
         key.encode(), digest_size=6).hexdigest() + ".json")
     if storage.exists(cache):

@@ -11,7 +11,8 @@ matplotlib.use("Agg")  # no display on cluster heads or CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
-from sklearn.metrics import confusion_matrix  # noqa: E402
+
+from raysys.report.analysis import confusion_with_other  # noqa: E402
 
 STYLE = {"figure.dpi": 110, "font.size": 9, "axes.grid": True, "grid.alpha": 0.3,
          "axes.spines.top": False, "axes.spines.right": False}
@@ -80,20 +81,19 @@ def prediction_histogram(labels: np.ndarray, preds: np.ndarray, k: int) -> bytes
 
 def confusion_top(labels: np.ndarray, preds: np.ndarray, names: list[str], top: int = 20
                   ) -> bytes:
-    """Row-normalised confusion among the `top` largest names (labels 0..top-1)."""
+    """Row-normalised confusion among the `top` largest names (labels 0..top-1), with a last
+    column for predictions of any other name: each row sums to 1 over all its predictions."""
     top = min(top, len(names))
-    keep = labels < top
-    cm = confusion_matrix(labels[keep], preds[keep], labels=range(top)).astype(float)
-    cm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    fig, ax = figure(figsize=(6.5, 5.5))
+    cm = confusion_with_other(labels, preds, top)
+    fig, ax = figure(figsize=(6.8, 5.5))
     im = ax.imshow(cm, cmap="viridis", vmin=0, vmax=1)
-    ax.set_xticks(range(top), names[:top], rotation=90, fontsize=7)
+    ax.set_xticks(range(top + 1), [*names[:top], "other"], rotation=90, fontsize=7)
     ax.set_yticks(range(top), names[:top], fontsize=7)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.grid(False)
     fig.colorbar(im, ax=ax, fraction=0.046)
-    ax.set_title(f"confusion of the {top} largest names (rows sum to 1)")
+    ax.set_title(f"confusion of the {top} largest names (rows sum to 1, other names included)")
     return png(fig)
 
 

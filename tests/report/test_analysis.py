@@ -30,7 +30,7 @@ def test_bands_leakage_subset_and_tau_choice():
     assert bands["Few"]["accuracy"] == 0.0 and bands["Few"]["names"] == 1
     leak = analysis.identity_leakage(np.array(["p1", "p1", "p2", "p3", "p4", "p4"]),
                                      {"p1", "p3"}, labels, preds)
-    assert leak["seen"] == {"images": 3, "top1": 2 / 3}
+    assert leak["seen"]["images"] == 3 and leak["seen"]["top1"] == 2 / 3
     assert leak["unseen"]["images"] == 3
     sub = analysis.balanced_subset(np.repeat([0, 1, 2], [10, 3, 5]),
                                    np.repeat([0, 1, 2], [10, 3, 5]))
@@ -111,8 +111,11 @@ def test_balanced_subset_draws_per_name_without_replacement_with_its_seed():
 def test_identity_leakage_splits_seen_from_unseen_people():
     labels = np.array([0, 1, 1, 0])
     preds = np.array([0, 1, 0, 1])
-    leak = analysis.identity_leakage(np.array(["a", "b", "c", "d"]), {"a", "b"}, labels, preds)
-    assert leak == {"seen": {"images": 2, "top1": 1.0}, "unseen": {"images": 2, "top1": 0.0}}
+    leak = analysis.identity_leakage(np.array(["a", "b", "c", "d"]), {"a", "b"}, labels, preds,
+                                     majority=0)
+    assert leak == {"ungrouped": 0,
+                    "seen": {"images": 2, "top1": 1.0, "majority_top1": 0.5},
+                    "unseen": {"images": 2, "top1": 0.0, "majority_top1": 0.5}}
     only_seen = analysis.identity_leakage(np.array(["a"]), {"a"}, labels[:1], preds[:1])
     assert only_seen["unseen"]["images"] == 0 and np.isnan(only_seen["unseen"]["top1"])
     none = analysis.identity_leakage(np.array([]), {"a"}, np.zeros(0, int), np.zeros(0, int))
@@ -145,3 +148,39 @@ def test_balanced_subset_is_the_seeded_draw_from_each_names_own_images():
     got = analysis.balanced_subset(labels, preds, seed=7)
     assert got["per_name"] == per and got["images"] == 5 * per
     assert got["top1"] == float((preds[pick] == labels[pick]).mean())
+
+
+def test_a_constant_guess_has_a_leakage_gap_and_the_verdict_reads_against_it():
+    """The review's case: "always george" scores more on seen people's images than on unseen
+    ones with no recognition at all. Its own gap is the baseline, so a model that only
+    guesses george is not said to recognise people."""
+    from raysys.report.summary import leakage_verdict
+
+    labels = np.array([0, 0, 0, 1, 0, 1, 1, 1])  # seen people are mostly george (0)
+    groups = np.array(["g1", "g1", "g2", "m1", "g3", "m2", "m3", "m4"])
+    const = np.zeros(8, int)
+    leak = analysis.identity_leakage(groups, {"g1", "g2", "m1"}, labels, const, majority=0)
+    gap = leak["seen"]["top1"] - leak["unseen"]["top1"]
+    base = leak["seen"]["majority_top1"] - leak["unseen"]["majority_top1"]
+    assert gap == pytest.approx(3 / 4 - 1 / 4) and base == gap
+    assert leakage_verdict(gap, base)[0].endswith("no large gap beyond it.")
+    assert leakage_verdict(gap + 0.2, base)[0].endswith("recognises people more than names.")
+    assert "no constant-guess baseline" in leakage_verdict(gap, float("nan"))[0]
+
+
+@pytest.mark.filterwarnings("error")
+def test_val_images_without_a_person_are_neither_seen_nor_unseen():
+    """Some train images lack a group too: an ungrouped val image must not match them."""
+    labels, preds = np.zeros(4, int), np.zeros(4, int)
+    groups = np.array(["a", None, float("nan"), "b"], dtype=object)
+    leak = analysis.identity_leakage(groups, {"a", None, float("nan")}, labels, preds)
+    assert leak["ungrouped"] == 2
+    assert leak["seen"]["images"] == 1 and leak["unseen"]["images"] == 1
+
+
+def test_confusion_rows_sum_to_one_with_the_other_names():
+    labels = np.array([0, 0, 0, 1, 1, 2])  # name 2 is outside the top 2
+    preds = np.array([0, 1, 5, 1, 2, 0])
+    cm = analysis.confusion_with_other(labels, preds, top=2)
+    np.testing.assert_allclose(cm, [[1 / 3, 1 / 3, 1 / 3], [0, 1 / 2, 1 / 2]])
+    np.testing.assert_allclose(cm.sum(axis=1), 1)

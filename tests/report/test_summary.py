@@ -62,3 +62,12 @@ def test_balanced_chance_is_a_constant_guess_over_the_names_in_val():
                if r[0] == "balanced accuracy beats chance")
     assert row[2] == "a constant guess, 1/(names in val) = 0.2500" and row[3] is False
     assert balanced_chance({"chance/uniform": 0.1}) == 0.1
+
+
+def test_the_posthoc_table_warns_when_training_already_adjusted_the_logits():
+    from raysys.report.summary import posthoc_note
+
+    assert "corrects twice" in posthoc_note("none", logit_adjust_tau=1.0)
+    assert "corrects twice" in posthoc_note("sqrt")
+    assert "logit adjustment (tau = 0.5)" in posthoc_note("none", 0.5)
+    assert "corrects twice" not in posthoc_note("none")  # unweighted, unadjusted: fair

@@ -47,3 +47,30 @@ def test_rows_statuses_criteria_and_winner(tmp_path):
     assert "Trial `t_done`: val/top1 0.3000 at epoch 3" in text
     assert "finished 1, stopped early 1, diverged 1, error 1" in text
     assert "| t_asha | loss.label_smoothing=0.1 | stopped early | 1 |" in text
+
+
+def test_subset_trials_are_read_against_their_own_names_and_never_ranked_across_k():
+    """Experiment 2.4: a 30-name trial scores more top-1 than a 100-name one because the task
+    is easier. Each is judged against its own chance and floor; no overall winner is named."""
+    from raysys.sweep.experiments import subset
+
+    def row(tid, k, top1, bal, floor):
+        return {"trial_id": tid, "param:data.top_k": k, "status": "finished", "epochs": 3,
+                "best_epoch": 3, "best_val_top1": top1, "balanced_acc": bal,
+                "rel_pred_cv": 0.2, "pred_cv": 0.5, "true_cv": 0.4, "num_classes": k,
+                "chance_uniform": 1 / k, "chance_best_guess": 2 / k,
+                "floor_pixel_balanced": floor, "img_per_s": 100, "val/top1": top1}
+
+    rows = [row("t30", 30, 0.20, 0.15, 0.18), row("t30b", 30, 0.10, 0.08, 0.18),
+            row("t100", 100, 0.08, 0.06, 0.03)]
+    df = pd.DataFrame(rows)
+    crit = {c[0]: c for c in sweep_criteria(df, "val/top1", FLOORS)}
+    assert "winner beats the best chance guess" not in crit
+    at30 = crit["best at 30 names: balanced accuracy beats the pixel-linear floor"]
+    assert at30[1].endswith("(trial t30)") and at30[2] == "0.1800 at 30 names" and not at30[3]
+    at100 = crit["best at 100 names: balanced accuracy beats the pixel-linear floor"]
+    assert at100[2] == "0.0300 at 100 names" and at100[3]
+    text = render(subset(500), df, rows, "val/top1", 3, FLOORS)
+    assert "## Winner" not in text and "No overall winner" in text
+    assert "| 30 | `t30` | 0.2000 | 0.0333 | 0.1500 | 0.1800 |" in text
+    assert "| 100 | `t100` | 0.0800 | 0.0100 | 0.0600 | 0.0300 |" in text
