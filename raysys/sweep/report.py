@@ -85,8 +85,8 @@ def sweep_criteria(df: pd.DataFrame, metric: str, floors: dict | None = None) ->
                      f"chance {b['chance_uniform']:.4f}", bool(b["best_val_top1"] > threshold)))
     winners = best_per_k(ok, metric) if not ok.empty else []
     for k, w in winners:
-        who, whose = ("winner", "winner's") if len(winners) == 1 else \
-            (f"best at {k} names:", f"best at {k} names:")
+        who = "winner" if len(winners) == 1 else f"best at {k} names:"
+        whose = "winner's" if len(winners) == 1 else who
         rows.append((f"{who} beats the best chance guess",
                      f"{w['best_val_top1']:.4f} (trial {w['trial_id']})",
                      f"{w['chance_best_guess']:.4f}",
