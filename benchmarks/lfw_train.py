@@ -20,6 +20,11 @@ from raysys.config import load_config
 from raysys.train.run import fit
 
 LFW = Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw-names" / "index_files"
+# Two names whose LFW bearers are men while most living US bearers (the SSA) are women: jean
+# (75 of 78 images are Jean Chretien, b. 1934, Jean Charest, Jean Todt) and ariel (Ariel Sharon
+# only, b. 1928). Without this the gender control would call them female, and a model telling
+# them from jennifer by the faces' gender would pass for name signal.
+DEMOGRAPHICS = Path(__file__).resolve().parent / "lfw_demographics.csv"
 
 
 def main() -> None:
@@ -34,7 +39,8 @@ def main() -> None:
     if not LFW.is_dir():
         raise SystemExit(f"{LFW} not present")
     cfg = load_config(a.preset, sets=[f"data.index_dir={LFW}", f"data.split_by={a.split}",
-                                      f"data.top_k={a.top_k}", f"run.out={a.out}", *a.set])
+                                      f"data.top_k={a.top_k}", f"run.out={a.out}",
+                                      f"data.demographics={DEMOGRAPHICS}", *a.set])
     t = time.time()
     r = fit(cfg)
     minutes = (time.time() - t) / 60

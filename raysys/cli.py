@@ -108,10 +108,14 @@ def config_from(a: argparse.Namespace, default_preset: str = "vit_base", default
 # --- commands ---------------------------------------------------------------------------------
 
 def cmd_demo_data(a: argparse.Namespace) -> int:
-    from raysys.data.demo import generate
+    from raysys.data.demo import PRODUCTION_TOTAL, generate
 
-    index_dir = generate(Path(a.out), names=a.names, size=a.size, images=a.images, seed=a.seed)
-    print(f"demo data: {a.images} images of {a.names} names at {a.size}px -> {index_dir}")
+    images = a.images or (PRODUCTION_TOTAL if a.profile == "production" else 1200)
+    names = 500 if a.profile == "production" else a.names
+    index_dir = generate(Path(a.out), names=names, size=a.size, images=images, seed=a.seed,
+                         profile=a.profile)
+    print(f"demo data ({a.profile}): {images} images of {names} names at {a.size}px -> "
+          f"{index_dir}")
     return 0
 
 
@@ -147,7 +151,8 @@ def cmd_report(a: argparse.Namespace) -> int:
     from raysys import storage
     from raysys.report.build import build_report
 
-    print(f"report: {build_report(storage.absolute(a.run_dir), figures=True)}")
+    path = build_report(storage.absolute(a.run_dir), figures=True, demographics=a.demographics)
+    print(f"report: {path}")
     return 0
 
 
@@ -210,7 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", required=True, help="output folder (index_files/ and images/)")
     d.add_argument("--names", type=int, default=12, help="number of first names (default 12)")
     d.add_argument("--size", type=int, default=512, help="image side in px (default 512)")
-    d.add_argument("--images", type=int, default=1200, help="total images (default 1200)")
+    d.add_argument("--images", type=int, default=0,
+                   help="total images (default 1200; production: 434,528)")
+    d.add_argument("--profile", choices=["power-law", "production"], default="power-law",
+                   help="production: the production set's 500 names and shape (top ten as in "
+                        "the data card, 153 names > 1,000 images), scaled to --images")
     d.add_argument("--seed", type=int, default=0, help="same seed, byte-identical output")
     d.set_defaults(func=cmd_demo_data)
 
@@ -236,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("report", help="(re)build a run's summary.md, plots and attention maps")
     r.add_argument("run_dir", help="a run folder (local path or s3://...)")
+    r.add_argument("--demographics", default=None, metavar="CSV",
+                   help="name,p_female,birth_year: overrides the run's data.demographics")
     r.set_defaults(func=cmd_report)
 
     s = sub.add_parser("sweep", help="run one of the experiments with Ray Tune + Optuna + ASHA",

@@ -40,6 +40,8 @@ class DataConfig:
     top_k: int = 0  # keep the K largest names (experiment 2.4: 30, 100); 0 = all
     path_map: tuple[str, ...] = ()  # "OLD=NEW" prefix rewrites for index files from elsewhere
     max_pixels: int = 89_478_485  # PIL's decompression-bomb limit: larger images are refused
+    # CSV name,p_female,birth_year: overrides or extends the report's SSA demographics
+    demographics: str = ""
     # --- decode, crop and batch (raysys/data/decode.py, stream.py)
     img_size: int = 224
     center_crop: float = 1.0  # keep the central fraction of each side first (LFW: face ~0.5)
@@ -55,7 +57,6 @@ class DataConfig:
     # scheduling and transfer; per core, 512 measured 1.6x the rate of 64 (RESULTS.md).
     actor_batch_size: int = 512
     prefetch_batches: int = 4
-    shuffle_buffer: int = -1  # local shuffle buffer in rows; -1 = 10x the local batch if packed
     max_bad_fraction: float = 0.01  # an epoch with more undecodable images stops the run
     # Val in the object store for the run: "decoded" once (uint8 at img_size), or "encoded"
     # (its JPEG bytes, decoded at every evaluation); "auto": decoded up to 1 GiB.
@@ -153,6 +154,10 @@ class SweepConfig:
     seed: int = 0  # Optuna TPE seed
 
 
+# Keys older config.json files hold that no longer do anything.
+RETIRED = {("data", "shuffle_buffer")}  # replaced by the keyed mix of packed rows (stream.py)
+
+
 @dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
@@ -168,6 +173,10 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict) -> Config:
+        """A config from its to_dict() form. Keys retired since (RETIRED) are dropped, so the
+        config.json of an older run still loads for `raysys report` and the sweep report."""
+        d = {section: {k: v for k, v in values.items() if (section, k) not in RETIRED}
+             if isinstance(values, dict) else values for section, values in d.items()}
         return apply_overrides(cls(), d)
 
     def to_json(self) -> str:

@@ -123,3 +123,14 @@ def test_batch_is_named_per_worker_or_global_and_printed():
         load_config("micro", sets=["run.workers=3"])
     odd = load_config("micro", sets=["run.workers=3", "data.worker_batch=20"])
     assert (odd.global_batch, odd.local_batch) == (60, 20)
+
+
+def test_an_older_runs_config_with_a_retired_key_still_loads():
+    """config.json of a run made before data.shuffle_buffer was retired: `raysys report` and the
+    sweep report must still read it. A key that never existed still fails."""
+    old = Config().to_dict()
+    old["data"]["shuffle_buffer"] = -1
+    assert Config.from_dict(old) == Config()
+    old["data"]["shuffle_bufer"] = -1
+    with pytest.raises(ConfigError, match="unknown key data.shuffle_bufer"):
+        Config.from_dict(old)

@@ -55,6 +55,26 @@ def production_counts() -> list[int]:
     return counts
 
 
+# People per name in the production profile: one per ~40 images (alex: 149 people), each name
+# at least 2, so that a person-disjoint split can hold out people of every name.
+IMAGES_PER_PERSON = 40
+
+
+def production_profile(images: int = PRODUCTION_TOTAL) -> tuple[list[str], list[int], list[int]]:
+    """The production set's names, image counts and people per name, at `images` in all: the
+    same shape scaled down (every name keeps at least one image) for the scale benchmark."""
+    if images < 5 * len(production_counts()):
+        raise ValueError(f"--images {images} is too few for the production profile's 500 names "
+                         "(need 2,500)")
+    full = np.array(production_counts())
+    counts = np.maximum(1, np.floor(full * images / PRODUCTION_TOTAL)).astype(int)
+    counts[0] += images - counts.sum()  # the rounding remainder goes to the largest name
+    top = [n for n, _ in PRODUCTION_TOP10]
+    names = top + [n for n in name_list(len(full) + len(top)) if n not in top][: len(full) - 10]
+    people = np.maximum(2, np.ceil(counts / IMAGES_PER_PERSON)).astype(int)
+    return names, counts.tolist(), people.tolist()
+
+
 def power_law_counts(n_names: int, total: int, alpha: float = 0.8, minimum: int = 8) -> list[int]:
     """Counts that fall off like rank^-alpha (production: alex 5,960 ... ~200), summing to total."""
     if total < n_names * minimum:
@@ -142,16 +162,23 @@ def draw_face(look: Look, size: int, rng: np.random.Generator) -> Image.Image:
 
 
 def generate(out: Path, names: int = 12, size: int = 512, images: int = 1200, seed: int = 0,
-             people_per_name: int = 5) -> Path:
-    """Write the demo set under `out`; returns the index_files folder. Same seed, same bytes."""
+             people_per_name: int = 5, profile: str = "power-law") -> Path:
+    """Write the demo set under `out`; returns the index_files folder. Same seed, same bytes.
+    profile "production": the production set's 500 names and shape at `images` (`names` and
+    `people_per_name` are then the profile's)."""
     rng = np.random.default_rng(seed)
     index_dir = out / "index_files"
     index_dir.mkdir(parents=True, exist_ok=True)
-    for name, count in zip(name_list(names), power_law_counts(names, images), strict=True):
+    if profile == "production":
+        name_ids, counts, people = production_profile(images)
+    else:
+        name_ids, counts = name_list(names), power_law_counts(names, images)
+        people = [people_per_name] * names
+    for name, count, k in zip(name_ids, counts, people, strict=True):
         tendency = _name_tendency(rng)
-        looks = [_person_look(tendency, rng) for _ in range(people_per_name)]
+        looks = [_person_look(tendency, rng) for _ in range(k)]
         # Uneven people per name, as in real data where one person can own most of a name.
-        owner = rng.choice(people_per_name, size=count, p=_dirichlet_shares(rng, people_per_name))
+        owner = rng.choice(k, size=count, p=_dirichlet_shares(rng, k))
         paths = []
         for i, p in enumerate(owner):
             person = f"{name}_person{p:02d}"

@@ -7,7 +7,7 @@ A multi-node cluster then reads a few large files from shared or object storage 
 
 Rows are shuffled (seeded) before writing: the manifest is ordered name by name, and shards in
 that order would give training batches of one name each. Row groups are small (128 rows), so
-the per-epoch shuffle of row groups plus the loop's local shuffle buffer mix names well.
+the per-epoch shuffle of row groups plus the keyed mix of rows within a block mix names well.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ work units. Read once per run on the driver; no Ray.
 
 Work units: a path manifest has one unit per image (a global per-epoch shuffle of paths is
 cheap); a `raysys pack` folder has one unit per Parquet row group of pre-shuffled JPEG bytes,
-shuffled per epoch and mixed further by a local shuffle buffer in the loop.
+shuffled per epoch, their rows mixed within each block by a keyed order (stream.py).
 """
 
 from __future__ import annotations

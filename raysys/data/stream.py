@@ -29,7 +29,9 @@ from raysys.config import Config, DataConfig, steps_per_epoch
 from raysys.data.decode import Crops, read_file
 from raysys.data.source import Source
 from raysys.errors import BadDataError
-from raysys.keyed_random import derived_seed
+from raysys.keyed_random import derived_seed, keyed_uniform, row_keys
+
+MIX_STREAM = 3  # keyed_random stream id of the packed rows' order within a block
 
 # --- the decode actor -------------------------------------------------------------------------
 
@@ -85,6 +87,12 @@ class DecodeActor:
             t = t.filter(pc.less(t["label"], self.k)).slice(0, int(take))
             parts.append(t.append_column("epoch", pa.array(np.full(t.num_rows, epoch))))
         t = pa.concat_tables(parts)
+        # A row group holds the same ~128 rows every epoch: mix the block's row groups in an
+        # order keyed by (seed, epoch, row), so batches change every epoch and a resumed run
+        # streams exactly what an uninterrupted one would (a loop-side shuffle buffer carries
+        # its state across epochs, which a resume cannot restore).
+        keys = row_keys(self.crops.seed, t["epoch"].to_numpy(), t["row"].to_numpy())
+        t = t.take(np.argsort(keyed_uniform(keys, 1, stream=MIX_STREAM)[:, 0], kind="stable"))
         return {"bytes": t["image"].to_pylist(),
                 "label": t["label"].to_numpy().astype(np.int64),
                 "row": t["row"].to_numpy().astype(np.int64),
@@ -268,12 +276,3 @@ class SplitConfig(ray.train.DataConfig):
                                  strict=True):
                 shard["val"] = it
         return shards
-
-
-def shuffle_buffer(cfg: Config, source: Source) -> int | None:
-    """Rows of local shuffle in the loop: packed shards need it (a row group holds ~128 rows of
-    one region of the pre-shuffled set); a path manifest is already shuffled globally."""
-    size = cfg.data.shuffle_buffer
-    if size < 0:
-        size = 10 * cfg.local_batch if source.packed else 0
-    return size or None

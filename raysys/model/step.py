@@ -200,9 +200,9 @@ def _diverged(bad: torch.Tensor, worst: torch.Tensor, max_skipped: int) -> bool:
 def evaluate(model: torch.nn.Module, batches: Iterable[dict], augment: BatchAugment,
              log_prior: torch.Tensor, amp: torch.dtype | None, device: torch.device
              ) -> dict[str, np.ndarray]:
-    """This rank's rows, labels, top-5, post-hoc predictions, confidences, NLL and pooled
-    features. Logits are cast to fp32 before any argmax: top-1 and predictions.npy come from
-    the same numbers."""
+    """This rank's rows, labels, top-5, post-hoc predictions, confidences, NLL, pooled
+    features and logits. Logits are cast to fp32 before any argmax: top-1 and predictions.npy
+    come from the same numbers."""
     model.eval()
     keep: dict[str, list] = {}
     for batch in batches:
@@ -213,6 +213,9 @@ def evaluate(model: torch.nn.Module, batches: Iterable[dict], augment: BatchAugm
         log_p = torch.log_softmax(logits, dim=1)
         out |= {"row": batch["row"].cpu().numpy(), "label": batch["label"].cpu().numpy(),
                 "feat": feats.float().cpu().numpy(),
+                # every name's score, for the report's within-stratum accuracy (fp16 halves
+                # a 500-name val set's 87 MB; an argmax over it is the report's, not top-1's)
+                "logits": logits.half().cpu().numpy(),
                 # per image: the top class's probability (calibration) and the plain NLL
                 "conf": log_p.max(dim=1).values.exp().cpu().numpy(),
                 "nll": -log_p.gather(1, batch["label"].view(-1, 1)).squeeze(1).cpu().numpy()}

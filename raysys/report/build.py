@@ -9,22 +9,35 @@ metadata probe), a class-balanced view, and identity leakage.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import numpy as np
 import pandas as pd
 
 from raysys import storage
-from raysys.config import Config
+from raysys.config import Config, apply_overrides
 from raysys.data.decode import Crops
 from raysys.data.manifest import read_manifest
 from raysys.data.source import path_manifest
+from raysys.keyed_random import derived_seed
 from raysys.report import analysis, plots
+from raysys.report.controls import error_analysis, stratum_floor, within_chance, within_stratum
+from raysys.report.demographics import UNKNOWN, name_demographics, source_line, strata
 from raysys.report.floors import compute_floors
-from raysys.report.history import best_entry, read_history, run_status
+from raysys.report.history import BY_EPOCH, best_entry, read_by_epoch, read_history, run_status
+from raysys.report.intervals import (
+    ClusterBootstrap,
+    Interval,
+    accuracy,
+    clusters_of,
+    cross_fitted,
+    halves,
+)
 from raysys.report.summary import REL_CV_TARGET, render_summary
 
 ATTENTION_PER_SIDE = 3  # images from the top and from the bottom names by F1
+ERRORS_STREAM = 3  # derived_seed stream of the error analysis' permutations
 
 
 def load_npy(run_dir: str, name: str) -> np.ndarray:
@@ -77,10 +90,14 @@ def attention_figures(cfg: Config, run_dir: str, table: pd.DataFrame, rows: np.n
     return files, titles
 
 
-def build_report(run_dir: str, figures: bool | None = None) -> str:
+def build_report(run_dir: str, figures: bool | None = None, demographics: str | None = None
+                 ) -> str:
     """Recompute every section (and, unless told not to, every figure) from the run folder;
-    returns summary.md's path. `figures` defaults to the run's run.figures."""
+    returns summary.md's path. `figures` defaults to the run's run.figures; `demographics`
+    (a CSV) to its data.demographics."""
     cfg = Config.from_dict(storage.read_json(storage.join(run_dir, "config.json")))
+    if demographics is not None:
+        cfg = apply_overrides(cfg, {"data": {"demographics": demographics}})
     history = read_history(run_dir)
     metric = cfg.run.metric
     best = best_entry(history, metric)
@@ -99,11 +116,17 @@ def build_report(run_dir: str, figures: bool | None = None) -> str:
                                                                        "results.csv"))))
         arrays = {name: load_npy(run_dir, name) for name in
                   ("true_labels", "predictions", "val_rows", "confidences")}
+        if storage.exists(storage.join(run_dir, "logits.npy")):  # runs before it had none
+            arrays["logits"] = load_npy(run_dir, "logits")
         labels, preds = arrays["true_labels"], arrays["predictions"]
         extras["ece"], extras["ece_bins"] = analysis.ece(arrays["confidences"], preds == labels)
         extras["bands"] = analysis.band_accuracy(labels, preds, table["train_count"].to_numpy())
         extras["balanced_subset"] = analysis.balanced_subset(labels, preds, cfg.run.seed)
         manifest = read_manifest(path_manifest(cfg.data.manifest))
+        extras |= inference(cfg, run_dir, history, table, arrays, extras["floors"], manifest)
+        storage.write_json(storage.join(run_dir, "inference.json"), inference_json(extras))
+        storage.write_text(storage.join(run_dir, "demographics.csv"),
+                           extras["inference"]["demographics"]["table"].to_csv(index=False))
         if manifest["group"].notna().any():
             train_groups = set(manifest.loc[manifest["split"] == "train", "group"])
             group_of = dict(zip(manifest["row"], manifest["group"], strict=True))
@@ -120,6 +143,109 @@ def build_report(run_dir: str, figures: bool | None = None) -> str:
     path = storage.join(run_dir, "summary.md")
     storage.write_text(path, render_summary(history, table, info, extras))
     return path
+
+
+METRICS = (("top1", False), ("balanced_acc", True))
+
+
+def inference(cfg: Config, run_dir: str, history: list[dict], table: pd.DataFrame,
+              arrays: dict, floors: dict, manifest: pd.DataFrame) -> dict:
+    """Person-level intervals of the model, paired intervals against each floor, the
+    demographic controls and the selection-free estimate (intervals.py, controls.py)."""
+    labels, preds, rows = arrays["true_labels"], arrays["predictions"], arrays["val_rows"]
+    clusters = clusters_of(rows, dict(zip(manifest["row"], manifest["group"], strict=True)))
+    boot = ClusterBootstrap(clusters, labels, seed=cfg.run.seed)
+    people = int(sum(str(c).startswith("person:") for c in np.unique(clusters)))
+    # Names with few val people: their recall moves with the people a resample draws.
+    per_name = pd.Series(clusters).groupby(labels).nunique()
+    out: dict = {"clusters": {"clusters": boot.c, "people": people, "images": len(labels),
+                              "names_under_5": int((per_name < 5).sum()),
+                              "names": int(len(per_name))},
+                 "model": {m: boot.interval(preds, b) for m, b in METRICS}}
+    # The pixel floor's predictions on the same images; one it could not score is its miss.
+    px = dict(zip(floors["val_rows"], floors["pixel_linear"]["preds"], strict=True))
+    pixel = np.array([px.get(int(r), -1) for r in rows])
+    out["pixel_unscored"] = int((pixel < 0).sum())
+    out["vs"] = {"pixel-linear floor": {m: boot.paired(preds, pixel, b) for m, b in METRICS}}
+    out |= demographic_controls(cfg, table, arrays, clusters)
+    out |= selection_free(cfg, run_dir, history, labels, rows, clusters, boot)
+    return {"inference": out}
+
+
+def demographic_controls(cfg: Config, table: pd.DataFrame, arrays: dict,
+                         clusters: np.ndarray) -> dict:
+    """The gender and gender x generation floors, within-stratum accuracy and the error
+    analysis, on the val images whose name has demographics: a stratum of unknown names would
+    mix genders, and reading gender there would pass for name signal."""
+    demo = name_demographics(table["name"].tolist(), cfg.data.demographics)
+    known_names = (demo["source"] != UNKNOWN).to_numpy()
+    labels, preds = arrays["true_labels"], arrays["predictions"]
+    on = known_names[labels]
+    out: dict = {"demographics": {"source": source_line(demo, cfg.data.demographics),
+                                  "known": int(known_names.sum()), "names": len(demo),
+                                  "images": int(on.sum()), "val_images": len(labels),
+                                  "table": demo}}
+    if not on.any():
+        return out
+    y, p = labels[on], preds[on]
+    boot = ClusterBootstrap(clusters[on], y, seed=cfg.run.seed)
+    train_counts = table["train_count"].to_numpy()
+    out["vs_known"] = {"this model": {m: boot.interval(p, b) for m, b in METRICS}}
+    for by in ("gender", "gender x generation"):
+        st = strata(demo, by)
+        floor = stratum_floor(y, st, train_counts)
+        out["vs_known"][f"{by} floor"] = {m: boot.paired(p, floor, b) for m, b in METRICS}
+        control = {"strata": len(np.unique(st[known_names])),
+                   "floor": {m: accuracy(y, floor, b) for m, b in METRICS},
+                   "chance": within_chance(y, st)}
+        if "logits" in arrays:  # unknown names are in no known stratum: never candidates
+            within = within_stratum(arrays["logits"][on], y, st, preds=p)
+            control["within"] = {m: boot.interval(within, b) for m, b in METRICS}
+            control["within_vs_floor"] = {m: boot.paired(within, floor, b) for m, b in METRICS}
+        out[by] = control
+    out["errors"] = error_analysis(labels, preds, demo["gender"].to_numpy(dtype=object),
+                                   demo["birth_year"].to_numpy(float),
+                                   derived_seed(cfg.run.seed, ERRORS_STREAM))
+    return out
+
+
+def selection_free(cfg: Config, run_dir: str, history: list[dict], labels: np.ndarray,
+                   rows: np.ndarray, clusters: np.ndarray, boot: ClusterBootstrap) -> dict:
+    """The cross-fitted estimate from every epoch's val predictions, with an interval that
+    redoes the epoch choice in each resample; or why there is none."""
+    if not storage.exists(storage.join(run_dir, BY_EPOCH)):
+        return {"selection_free_missing": "the run has no val predictions by epoch (it "
+                                          "predates them)"}
+    by_epoch = read_by_epoch(run_dir)
+    column = {int(r): i for i, r in enumerate(by_epoch["rows"])}
+    cols = np.array([column.get(int(r), -1) for r in rows], np.int64)
+    matrix = np.where(cols >= 0, by_epoch["preds"][:, cols], -1)  # -1: not scored then
+    # Selectable: logged in the history (a kill can leave one file a step ahead) and finite.
+    logged = {h["epoch"] for h in history if not h["diverged"]}
+    usable = np.array([int(e) in logged for e in by_epoch["epochs"]])
+    balanced = cfg.run.metric == "val/balanced_acc"
+    side = halves(clusters, cfg.run.seed)
+    cf = cross_fitted(matrix, labels, usable, side, balanced)
+    if cf is None:
+        return {"selection_free_missing": "no selectable epoch, or val has a single person"}
+    point = {m: accuracy(labels, cf["preds"], b) for m, b in METRICS}
+    covered = by_epoch["epochs"][usable]
+    return {"selection_free": {
+        "epochs": [int(by_epoch["epochs"][e]) for e in cf["epochs"]], "metric": cfg.run.metric,
+        "covers": f"epochs {covered.min()}-{covered.max()} ({len(covered)} of "
+                  f"{len(history)} logged)",
+        **boot.cross_fitted(matrix, usable, side, balanced, point)}}
+
+
+def inference_json(extras: dict) -> dict:
+    """inference.json: the intervals as {estimate, lo, hi}, for the sweep report."""
+    def plain(v: object) -> object:
+        if isinstance(v, Interval):
+            return dataclasses.asdict(v)
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items() if not isinstance(x, pd.DataFrame)}
+        return v
+    return plain(extras["inference"])
 
 
 def draw_figures(cfg: Config, run_dir: str, history: list[dict], best: dict,

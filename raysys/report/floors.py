@@ -10,7 +10,8 @@ beside the manifest (floors-<digest>.json):
   aspect-ratio confound).
 
 Both use balanced class weights, like the default training loss, and report top-1 and balanced
-accuracy on val.
+accuracy on val, with their per-image predictions (`preds`, in `val_rows` order) for the
+report's paired intervals.
 """
 
 from __future__ import annotations
@@ -58,12 +59,15 @@ def image_features(path: str, fraction: float) -> tuple[np.ndarray, np.ndarray] 
 
 
 def _score(model, x_train, y_train, x_val, y_val) -> dict:
+    """Top-1 and balanced accuracy on val, and the per-image predictions the report's paired
+    intervals need (in val's manifest row order)."""
     with warnings.catch_warnings():  # convergence chatter, and names absent from val
         warnings.simplefilter("ignore")
         model.fit(x_train, y_train)
         pred = model.predict(x_val)
         return {"top1": float((pred == y_val).mean()),
-                "balanced_acc": float(balanced_accuracy_score(y_val, pred))}
+                "balanced_acc": float(balanced_accuracy_score(y_val, pred)),
+                "preds": [int(p) for p in pred]}
 
 
 def compute_floors(data: DataConfig, seed: int = 0) -> dict:
@@ -73,7 +77,7 @@ def compute_floors(data: DataConfig, seed: int = 0) -> dict:
     # split must not reuse the old split's floors.
     content = hashlib.blake2b(storage.read_bytes(manifest), digest_size=16).hexdigest()
     key = json.dumps({"manifest": content, "top_k": data.top_k,
-                      "center_crop": data.center_crop, "seed": seed, "v": 2}, sort_keys=True)
+                      "center_crop": data.center_crop, "seed": seed, "v": 3}, sort_keys=True)
     cache = storage.join(storage.parent(manifest), "floors-" + hashlib.blake2b(
         key.encode(), digest_size=6).hexdigest() + ".json")
     if storage.exists(cache):
@@ -101,6 +105,7 @@ def compute_floors(data: DataConfig, seed: int = 0) -> dict:
                                  meta[train], y[train], meta[~train], y[~train]),
         "chance": {"uniform": 1.0 / len(np.unique(y))},
         "images": {"train": int(train.sum()), "val": int((~train).sum())},
+        "val_rows": [int(r) for r in df.loc[~train, "row"]],
         "features": {"pixels": f"{PIXELS}x{PIXELS} grayscale, PCA-{components}",
                      "metadata": list(META)},
         "center_crop": data.center_crop, "top_k": data.top_k,

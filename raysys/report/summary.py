@@ -12,6 +12,7 @@ import pandas as pd
 from raysys.model.metrics import accuracy_spread
 from raysys.report.analysis import TauChoice, tau_tradeoff
 from raysys.report.history import best_entry
+from raysys.report.intervals import Interval
 
 # --- the seed's success criteria, each where it is defined ------------------------------------
 
@@ -30,8 +31,9 @@ def balanced_chance(best: dict) -> float:
 
 
 def criteria_rows(k: int, best: dict, diverged: bool, where: str = "",
-                  floors: dict | None = None) -> list[tuple]:
-    """(criterion, result, reference, met: True/False/None = n/a). `where` names the trial."""
+                  floors: dict | None = None, paired: Interval | None = None) -> list[tuple]:
+    """(criterion, result, reference, met: True/False/None = n/a). `where` names the trial;
+    `paired` is the model's balanced accuracy minus the pixel floor's, with its interval."""
     rows = []
     at = f" ({where})" if where else ""
     for label, names, threshold in TARGETS:
@@ -48,10 +50,16 @@ def criteria_rows(k: int, best: dict, diverged: bool, where: str = "",
     rows.append(("balanced accuracy beats chance", f"{best['val/balanced_acc']:.4f}{at}",
                  f"a constant guess, 1/(names in val) = {chance:.4f}",
                  best["val/balanced_acc"] > chance))
-    if floors:
+    if paired is not None:  # the difference's person-level interval decides, not the estimate
+        rows.append(("balanced accuracy beats the pixel-linear floor",
+                     f"{best['val/balanced_acc']:.4f}{at}; difference {paired} (paired 95%)",
+                     f"floor {floors['pixel_linear']['balanced_acc']:.4f}" if floors else "-",
+                     paired.lo > 0))
+    elif floors:
         px = floors["pixel_linear"]
         rows.append(("balanced accuracy beats the pixel-linear floor",
-                     f"{best['val/balanced_acc']:.4f}{at}", f"floor {px['balanced_acc']:.4f}",
+                     f"{best['val/balanced_acc']:.4f}{at}", f"floor {px['balanced_acc']:.4f} "
+                     "(no paired interval: point estimates only)",
                      best["val/balanced_acc"] > px["balanced_acc"]))
     rows.append((f"relative prediction CV < {REL_CV_TARGET}",
                  f"{best['val/rel_pred_cv']:.3f}{at}", "0 = predicted counts match true counts",
@@ -108,11 +116,15 @@ def render_summary(history: list[dict], table: pd.DataFrame | None, info: dict,
     if info.get("error"):
         lines.append(f"- error: {info['error']}")
     floors = (extras or {}).get("floors")
+    inf = (extras or {}).get("inference", {})
+    paired = inf.get("vs", {}).get("pixel-linear floor", {}).get("balanced_acc")
     lines += ["", "## Success criteria", "",
-              *criteria_table(criteria_rows(k, best, bool(last["diverged"]), floors=floors)),
+              *criteria_table(criteria_rows(k, best, bool(last["diverged"]), floors=floors,
+                                            paired=paired)),
               "", CV_NOTE]
     if extras:
         lines += render_extras(extras, best, k)
+    lines += inference_lines(inf, best)
     lines += tau_lines(tau_tradeoff(best, REL_CV_TARGET), info.get("class_weights", "none"),
                        info.get("logit_adjust_tau", 0.0))
     if table is not None:
@@ -239,6 +251,113 @@ def render_extras(extras: dict, best: dict, k: int) -> list[str]:
                   f"({r['names in val']}) | {r['val images']} | {r['accuracy']:.4f} |"
                   for r in extras["bands"]]
         lines += ["", f"Calibration: ECE {extras['ece']:.4f} (15 bins)."]
+    return lines
+
+
+def inference_lines(inf: dict, best: dict) -> list[str]:
+    """Intervals, the selection-free estimate, paired differences with every floor, and the
+    demographic controls. The live summary, before `raysys report`, says they are to come."""
+    if not inf:
+        return ["", "## Beyond gender and generation", "",
+                "Computed by `raysys report` at the end of the run (the demographic controls, "
+                "person-level and paired intervals, and the selection-free estimate)."]
+    c = inf["clusters"]
+    lines = ["", "## Intervals: selected on val, selection-free, and against the floors", "",
+             f"95% intervals from 1,000 resamples of whole people within each name "
+             f"({c['people']} people; {c['clusters'] - c['people']} val images without a "
+             f"person id count as their own cluster; {c['images']} images). Paired rows "
+             "resample the same people for the model and the floor."
+             + (f" {c['names_under_5']} of {c['names']} names have fewer than 5 val people "
+                "(clusters): their recall moves with the people drawn, so the intervals are "
+                "wide and can be skewed." if c.get("names_under_5") else ""), "",
+             "| | top-1 | balanced accuracy |", "|---|---|---|",
+             f"| this model, **selected on val** (best epoch {best['epoch']}, reported on the "
+             f"same val) | {inf['model']['top1']} | {inf['model']['balanced_acc']} |"]
+    sf = inf.get("selection_free")
+    if sf:
+        lines.append(f"| this model, **selection-free** (each half of val's people scored by "
+                     f"the epoch chosen on the other half by `{sf['metric']}`: epochs "
+                     f"{sf['epochs'][0]} and {sf['epochs'][1]}, from {sf['covers']}; the "
+                     f"interval redoes the choice in each resample) | {sf['top1']} | "
+                     f"{sf['balanced_acc']} |")
+    for name, diff in inf["vs"].items():
+        lines.append(f"| this model - {name} (paired) | {diff['top1']} | "
+                     f"{diff['balanced_acc']} |")
+    lines += ["", *verdict_lines(inf["vs"])]
+    if inf.get("pixel_unscored"):
+        lines.append(f"- {inf['pixel_unscored']} val images the pixel floor could not decode "
+                     "count as its misses.")
+    if not sf:
+        lines.append(f"- No selection-free estimate: {inf.get('selection_free_missing', '')}.")
+    return lines + demographic_lines(inf)
+
+
+def verdict_lines(vs: dict) -> list[str]:
+    """One sentence per floor, as its paired interval of balanced accuracy allows."""
+    out = []
+    for name, diff in vs.items():
+        d = diff["balanced_acc"]
+        out.append(f"- Balanced accuracy is **{d.verdict()}** the {name}: difference {d}"
+                   + ("." if d.verdict() != "level with" else
+                      ", an interval that holds 0: no difference can be shown."))
+    return out
+
+
+def demographic_lines(inf: dict) -> list[str]:
+    demo = inf["demographics"]
+    lines = ["", "## Beyond gender and generation", "",
+             "First names carry gender and generation, so a model that reads only those from a "
+             "face beats chance without learning names. Source: " + demo["source"] + ". "
+             "Each name's P(female), median birth year and generation: demographics.csv."]
+    if not demo["known"]:
+        return lines + ["", f"None of the {demo['names']} names has demographic data: no "
+                        "gender or generation controls for this run (give data.demographics, "
+                        "a CSV of name,p_female,birth_year)."]
+    lines += ["", f"On the {demo['images']} of {demo['val_images']} val images whose name has "
+              "data (names without it would form a stratum of mixed genders). Gender is the "
+              "name's majority gender among its living US bearers; generation is the band of "
+              "their median birth year: the name's cohort, not the faces' age. The floor knows "
+              "each face's stratum and nothing else: top-1 always guesses the stratum's most "
+              "frequent train name; balanced accuracy is then strata/K. Within-stratum accuracy "
+              "takes the model's argmax over the true stratum's names only: what it scores "
+              "above the floor is name signal beyond the stratum.", "",
+              "| | top-1 | balanced accuracy |", "|---|---|---|",
+              *(f"| {name}{' (same images)' if name == 'this model' else ' (paired)'} | "
+                f"{d['top1']} | {d['balanced_acc']} |" for name, d in inf["vs_known"].items()),
+              "", "| control | strata | floor top-1 | floor balanced | within-stratum chance "
+              "(uniform) top-1 / balanced | model within stratum: top-1 | balanced | "
+              "within - floor (paired): top-1 | balanced |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for by in ("gender", "gender x generation"):
+        ctl = inf[by]
+        w, d = ctl.get("within"), ctl.get("within_vs_floor")
+        lines.append(f"| {by} | {ctl['strata']} | {ctl['floor']['top1']:.4f} | "
+                     f"{ctl['floor']['balanced_acc']:.4f} | {ctl['chance']['top1']:.4f} / "
+                     f"{ctl['chance']['balanced_acc']:.4f} | "
+                     + (f"{w['top1']} | {w['balanced_acc']} | {d['top1']} | "
+                        f"{d['balanced_acc']} |" if w else "n/a (no logits.npy) | | | |"))
+    lines += ["", *verdict_lines({k: v for k, v in inf["vs_known"].items()
+                                  if k != "this model"})]
+    for by in ("gender", "gender x generation"):
+        d = inf[by].get("within_vs_floor")
+        if d:
+            v = d["balanced_acc"].verdict()
+            lines.append(f"- **Name signal beyond {by}**: within-stratum balanced accuracy "
+                         f"{inf[by]['within']['balanced_acc']} against the floor's "
+                         f"{inf[by]['floor']['balanced_acc']:.4f}: "
+                         + ("shown (the paired interval excludes 0)." if v == "above" else
+                            "none that can be shown (the paired interval holds 0)."
+                            if v == "level with" else "below the floor."))
+    e = inf.get("errors", {})
+    if "same_gender" in e:
+        lo, hi = e["same_gender_chance_range"]
+        ylo, yhi = e["year_gap_chance_range"]
+        lines.append(f"- Errors: of {e['with_demographics']} wrong predictions with data on both "
+                     f"names, {e['same_gender']:.1%} name the truth's gender (permuted "
+                     f"predictions: {e['same_gender_chance']:.1%}, 95% {lo:.1%}-{hi:.1%}); the "
+                     f"predicted and true names' median birth years differ by "
+                     f"{e['year_gap']:.1f} years on average (permuted: "
+                     f"{e['year_gap_chance']:.1f}, 95% {ylo:.1f}-{yhi:.1f}).")
     return lines
 
 

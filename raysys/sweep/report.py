@@ -43,6 +43,7 @@ def trial_rows(results, sweep_dir: str, max_t: int, metric: str) -> tuple[list[d
                     "chance_best_guess": max(best["chance/majority"],
                                              best["chance/prior_match"]),
                     "floor_pixel_balanced": _own_floor(run_dir),
+                    **_paired_pixel(run_dir),
                     "img_per_s": sum(h["train/img_per_s"] for h in history) / len(history),
                     "gpu_hours": hours * (cfg.run.workers if cfg.run.gpus else 0),
                     metric: best[metric]}
@@ -56,6 +57,16 @@ def _own_floor(run_dir: str) -> float:
     path = storage.join(run_dir, "floors.json")
     return storage.read_json(path)["pixel_linear"]["balanced_acc"] if storage.exists(path) \
         else float("nan")
+
+
+def _paired_pixel(run_dir: str) -> dict:
+    """The trial's balanced accuracy minus its pixel floor's, with the paired person-level
+    interval its run report computed (nothing before that report exists)."""
+    path = storage.join(run_dir, "inference.json")
+    if not storage.exists(path):
+        return {}
+    d = storage.read_json(path)["vs"]["pixel-linear floor"]["balanced_acc"]
+    return {"pixel_diff": d["estimate"], "pixel_diff_lo": d["lo"], "pixel_diff_hi": d["hi"]}
 
 
 def best_per_k(ok: pd.DataFrame, metric: str) -> list[tuple[int, pd.Series]]:
@@ -94,10 +105,17 @@ def sweep_criteria(df: pd.DataFrame, metric: str, floors: dict | None = None) ->
         own = w.get("floor_pixel_balanced", float("nan"))
         px = own if own == own else (floors["pixel_linear"]["balanced_acc"]
                                      if floors and len(winners) == 1 else None)
-        if px is not None:
+        lo = w.get("pixel_diff_lo", float("nan"))
+        if lo == lo:  # the paired interval decides, as in the trial's own summary
+            rows.append((f"{whose} balanced accuracy beats the pixel-linear floor",
+                         f"{w['balanced_acc']:.4f} (trial {w['trial_id']}); difference "
+                         f"{w['pixel_diff']:.4f} [{lo:.4f}, {w['pixel_diff_hi']:.4f}] "
+                         "(paired 95%)", f"{px:.4f} at {k} names", bool(lo > 0)))
+        elif px is not None:
             rows.append((f"{whose} balanced accuracy beats the pixel-linear floor",
                          f"{w['balanced_acc']:.4f} (trial {w['trial_id']})",
-                         f"{px:.4f} at {k} names", bool(w["balanced_acc"] > px)))
+                         f"{px:.4f} at {k} names (point estimates: no paired interval)",
+                         bool(w["balanced_acc"] > px)))
         rows.append((f"{whose} relative prediction CV < {REL_CV_TARGET}",
                      f"{w['rel_pred_cv']:.3f} (seed's CV {w['pred_cv']:.3f}, "
                      f"true {w['true_cv']:.3f})",

@@ -63,7 +63,8 @@ def run_worker(loop_config: dict) -> None:
     if cfg.run.stop_after:
         last_epoch = min(last_epoch, start_epoch - 1 + cfg.run.stop_after)
 
-    writer = RunWriter(run_dir, cfg.to_dict(), names) if rank == 0 else NullWriter()
+    writer = RunWriter(run_dir, cfg.to_dict(), names, start_epoch) if rank == 0 \
+        else NullWriter()
     say = Console(rank, ledger, cfg.run.name)
     if start_epoch > 1:
         say(f"resumed at epoch {start_epoch} (best {metric} {best:.4f})")
@@ -80,7 +81,7 @@ def run_worker(loop_config: dict) -> None:
     if rank == 0:
         ray.get(ledger.set_start.remote(start_epoch))
     barrier()
-    batches = train_batches(cfg, loop_config["shuffle_buffer"], start_epoch, rank, device)
+    batches = train_batches(cfg, ray.train.get_dataset_shard("train"), device)
     val_bad = len(ray.get(ledger.bad_rows.remote("val", 0))) if rank == 0 else 0
     nodes = [str(n) for n in all_gather_objects(ray.get_runtime_context().get_node_id())]
 
@@ -95,7 +96,9 @@ def run_worker(loop_config: dict) -> None:
         eval_model = t.ema.module if t.ema is not None else t.raw
         local = evaluate(eval_model, val_batches(cfg, device), t.augment, log_prior, t.amp,
                          device)
+        # Features and logits are gathered only when the epoch is the best so far.
         local_feats = local.pop("feat", np.zeros((0, eval_model.num_features), np.float32))
+        local_logits = local.pop("logits", np.zeros((0, len(counts)), np.float16))
         val = gather_by_row(local or empty_eval(len(counts)))
         bad = (len(ray.get(ledger.bad_rows.remote("train", epoch))) + val_bad) if rank == 0 \
             else 0
@@ -114,16 +117,17 @@ def run_worker(loop_config: dict) -> None:
         if not tr["diverged"] and metrics[metric] >= best:
             best = metrics[metric]
             emb = gather_by_row({"row": local.get("row", np.zeros(0, np.int64)),
-                                 "feat": local_feats})
+                                 "feat": local_feats, "logits": local_logits})
             labels, preds = val["label"], val["pred_tau0.0"]
             writer.save_best(eval_model.state_dict(), epoch, {
                 "predictions": preds, "true_labels": labels, "val_rows": val["row"],
-                "confidences": val["conf"], "embeddings": emb["feat"]},
+                "confidences": val["conf"], "embeddings": emb["feat"], "logits": emb["logits"]},
                 per_class_table(labels, preds, names, counts))
         metrics["best/" + metric] = best
         history.append(metrics | extras)
         writer.save_epoch(history, info | {"status": run_status(history, cfg.optim.epochs,
-                                                                running=True)})
+                                                                running=True)},
+                          epoch, val["row"], val["pred_tau0.0"])
         wandb_run.log(metrics, step=epoch)
         say(f"epoch {epoch}/{cfg.optim.epochs}  loss {metrics['train/loss']:.4f}  val top-1 "
             f"{metrics['val/top1']:.4f}  bal {metrics['val/balanced_acc']:.4f}  "

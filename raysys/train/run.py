@@ -21,7 +21,7 @@ from raysys.config import Config, DataConfig, apply_overrides, steps_per_epoch, 
 from raysys.data.ledger import create_ledger
 from raysys.data.manifest import build_manifest, format_report, write_manifest
 from raysys.data.source import Source, load_source
-from raysys.data.stream import SplitConfig, shuffle_buffer, train_stream, val_dataset
+from raysys.data.stream import SplitConfig, train_stream, val_dataset
 from raysys.errors import BadDataError, StallError
 from raysys.report.history import best_entry, read_history
 from raysys.train.cluster import check_placement, check_shared, forwarded_env, init_ray
@@ -98,7 +98,6 @@ def build_trainer(cfg: Config, source: Source, ledger, callbacks: list | None = 
             "config": cfg.to_dict(), "names": source.names,
             "train_counts": source.train_counts.tolist(), "ledger": ledger,
             "steps_per_epoch": steps_per_epoch(source.images["train"], cfg.global_batch),
-            "shuffle_buffer": shuffle_buffer(cfg, source),
             "wandb_dir": None if storage.is_uri(cfg.run.out) else cfg.run.out},
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.run.workers, use_gpu=cfg.run.gpus,
                                                resources_per_worker=resources,

@@ -3,7 +3,11 @@ leaves its best model, predictions and summary behind (Tune kills a trial ASHA s
 `fit()` returns). Every file is published whole (storage.write_with), on disk or S3.
 
     config.json  best_model.pth  predictions.npy  true_labels.npy  val_rows.npy
-    confidences.npy  names.json  results.csv  training_log.json  embeddings.npy  summary.md
+    confidences.npy  logits.npy  names.json  results.csv  training_log.json  embeddings.npy
+    summary.md  val_predictions_by_epoch.npz
+
+val_predictions_by_epoch.npz holds every epoch's val argmax (not only the best's): the report's
+selection-free estimate picks the epoch on one half of val and scores it on the other.
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ import pandas as pd
 import torch
 
 from raysys import storage
+from raysys.report.history import BY_EPOCH, by_epoch_bytes, read_by_epoch
 from raysys.report.summary import render_summary
 
-NUMPY_OUTPUTS = ("predictions", "true_labels", "val_rows", "confidences", "embeddings")
+NUMPY_OUTPUTS = ("predictions", "true_labels", "val_rows", "confidences", "embeddings",
+                 "logits")
 
 
 def npy_bytes(arr: np.ndarray) -> bytes:
@@ -29,10 +35,21 @@ def npy_bytes(arr: np.ndarray) -> bytes:
 class RunWriter:
     """Rank 0's writer of the run folder."""
 
-    def __init__(self, run_dir: str, config: dict, names: list[str]):
+    def __init__(self, run_dir: str, config: dict, names: list[str], start_epoch: int = 1):
         self.dir, self.config, self.names = run_dir, config, names
         storage.makedirs(run_dir)
         self.table: pd.DataFrame | None = None
+        # Every epoch's val argmax, aligned to one rows vector (val is the same rows every
+        # epoch, unless an image failed to decode in one). A resumed run keeps the epochs
+        # before its checkpoint's, and replays the rest.
+        self.val_rows: np.ndarray | None = None
+        self.by_epoch: dict[int, np.ndarray] = {}
+        self.dtype = np.int16 if len(names) < 2**15 else np.int32
+        if start_epoch > 1 and storage.exists(self.path(BY_EPOCH)):
+            old = read_by_epoch(self.dir)
+            self.val_rows = old["rows"]
+            self.by_epoch = {int(e): p for e, p in zip(old["epochs"], old["preds"], strict=True)
+                             if e < start_epoch}
 
     def path(self, name: str) -> str:
         return storage.join(self.dir, name)
@@ -50,10 +67,30 @@ class RunWriter:
         storage.write_text(self.path("results.csv"), table.to_csv(index=False))
         self.table = table
 
-    def save_epoch(self, history: list[dict], info: dict) -> None:
-        """training_log.json and the live summary.md, after every epoch."""
+    def save_epoch(self, history: list[dict], info: dict, epoch: int, rows: np.ndarray,
+                   preds: np.ndarray) -> None:
+        """training_log.json, the val predictions by epoch and the live summary.md."""
+        self._add_epoch(epoch, rows, preds)
+        epochs = sorted(self.by_epoch)
+        storage.write_bytes(self.path(BY_EPOCH), by_epoch_bytes(
+            epochs, self.val_rows, np.stack([self.by_epoch[e] for e in epochs])))
         storage.write_json(self.path("training_log.json"), history)
         storage.write_text(self.path("summary.md"), render_summary(history, self.table, info))
+
+
+    def _add_epoch(self, epoch: int, rows: np.ndarray, preds: np.ndarray) -> None:
+        if self.val_rows is None:
+            self.val_rows = rows
+        elif not np.array_equal(rows, self.val_rows):  # rare: realign every epoch kept
+            union = np.union1d(self.val_rows, rows)
+            where = np.searchsorted(union, self.val_rows)
+            for e, p in self.by_epoch.items():
+                self.by_epoch[e] = np.full(len(union), -1, self.dtype)
+                self.by_epoch[e][where] = p
+            self.val_rows = union
+        aligned = np.full(len(self.val_rows), -1, self.dtype)
+        aligned[np.searchsorted(self.val_rows, rows)] = preds
+        self.by_epoch[epoch] = aligned
 
 
 class NullWriter:

@@ -8,12 +8,12 @@ import warnings
 from collections.abc import Iterator
 
 import numpy as np
+import ray.data
 import ray.train
 import torch
 from ray.data.collate_fn import NumpyBatchCollateFn
 
 from raysys.config import Config
-from raysys.keyed_random import derived_seed
 from raysys.model.augment import augment_uniforms
 
 # Ray hands read-only arrays to the collate; nothing writes into them (augmentation works on a
@@ -38,16 +38,14 @@ class KeyedDraws(NumpyBatchCollateFn):
         return out
 
 
-def train_batches(cfg: Config, shuffle_buffer: int | None, start_epoch: int, rank: int,
+def train_batches(cfg: Config, shard: ray.data.DataIterator | ray.data.Dataset,
                   device: torch.device) -> Iterator[dict]:
     """One iterator over every remaining epoch's batches (the stream spans the run; the loop
-    cuts it into epochs by step count). Full batches only: every rank takes the same steps."""
-    shard = ray.train.get_dataset_shard("train")
+    cuts it into epochs by step count). Full batches only: every rank takes the same steps.
+    No local shuffle buffer: its state would cross epochs and differ after a resume; the
+    stream's order is keyed instead (stream.py)."""
     return iter(shard.iter_torch_batches(
         batch_size=cfg.local_batch, drop_last=True, prefetch_batches=cfg.data.prefetch_batches,
-        local_shuffle_buffer_size=shuffle_buffer,
-        local_shuffle_seed=derived_seed(cfg.run.seed, start_epoch, rank) if shuffle_buffer
-        else None,
         collate_fn=KeyedDraws(cfg.run.seed, train=True), device=device,
         pin_memory=device.type == "cuda"))
 

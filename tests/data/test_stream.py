@@ -112,23 +112,35 @@ def test_too_many_bad_rows_stop_with_examples(ray_local, demo_manifest, tmp_path
 
 
 @pytest.mark.slow
-def test_packed_shards_mix_names_like_the_path_manifest(ray_local, demo_manifest, tmp_path):
+def test_packed_shards_mix_names_and_resume_in_the_same_order(ray_local, demo_manifest,
+                                                              tmp_path):
+    """Packed batches mix names as well as the path manifest's, and a stream restarted at
+    epoch 2 (a resume) yields epoch 2's rows in exactly the order of an uninterrupted run."""
     from raysys.data.pack import pack
+    from raysys.train.shards import train_batches
 
     info = pack(str(demo_manifest), str(tmp_path / "packed"), size=40, shard_mb=1)
     n = len(read_manifest(str(demo_manifest)))
     assert info["images"] == n and info["shards"]["train"] and info["shards"]["val"]
-    diversity = {}
-    for name, manifest in (("paths", demo_manifest), ("packed", tmp_path / "packed")):
-        cfg, source = _source(manifest, "optim.epochs=2")
+    diversity, orders = {}, {}
+    for name, manifest, start in (("paths", demo_manifest, 1),
+                                  ("packed", tmp_path / "packed", 1),
+                                  ("resumed", tmp_path / "packed", 2)):
+        cfg, source = _source(manifest, "optim.epochs=2", "data.batch_size=64")
         ledger = create_ledger(source, cfg.data)
+        ray_local.get(ledger.set_start.remote(start))
         assert source.images["train"] == (read_manifest(str(demo_manifest)).split == "train").sum()
         ds = D.train_stream(cfg, source, ledger)
-        batches = list(ds.iter_torch_batches(
-            batch_size=64, drop_last=True, local_shuffle_buffer_size=D.shuffle_buffer(cfg, source),
-            local_shuffle_seed=0, collate_fn=KeyedDraws(0, True)))
+        ds.context.execution_options.preserve_order = True  # as SplitConfig does for training
+        batches = list(train_batches(cfg, ds, torch.device("cpu")))
         diversity[name] = np.mean([len(set(b["label"].tolist())) for b in batches])
+        orders[name] = torch.cat([b["row"] for b in batches])
     assert diversity["packed"] >= 0.9 * diversity["paths"], diversity
+    per_epoch = len(orders["resumed"])
+    full_rows = orders["packed"]
+    assert len(full_rows) == 2 * per_epoch
+    assert torch.equal(full_rows[per_epoch:], orders["resumed"])
+    assert not torch.equal(full_rows[:per_epoch], full_rows[per_epoch:])  # a new order each epoch
 
 
 @pytest.mark.slow

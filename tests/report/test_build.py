@@ -6,7 +6,11 @@ from PIL import Image
 SECTIONS = ("## Success criteria", "## Against chance and the floors", "## Identity leakage",
             "## Accuracy by name frequency", "Calibration: ECE",
             "## Skew control: post-hoc logit adjustment", "## Top-5 names by F1",
-            "## Bottom-5 names by F1", "## Curves", "## Figures")
+            "## Bottom-5 names by F1", "## Curves",
+            "## Intervals: selected on val, selection-free, and against the floors",
+            "this model, **selection-free**", "this model - gender floor (paired)",
+            "## Beyond gender and generation", "Source: US SSA baby names",
+            "**Name signal beyond gender**", "## Figures")
 FIGURES = ("curves.png", "f1_vs_train_images.png", "prediction_histogram.png",
            "confusion_top20.png", "reliability.png", "accuracy_by_frequency.png",
            "skew_control.png", "embeddings_pca.png", "attention_maps/contact_sheet.png")

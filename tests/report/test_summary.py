@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from raysys.report.history import best_entry
+from raysys.report.intervals import Interval
 from raysys.report.summary import render_summary
 from tests.report.helpers import entry
 
@@ -71,3 +72,57 @@ def test_the_posthoc_table_warns_when_training_already_adjusted_the_logits():
     assert "corrects twice" in posthoc_note("sqrt")
     assert "logit adjustment (tau = 0.5)" in posthoc_note("none", 0.5)
     assert "corrects twice" not in posthoc_note("none")  # unweighted, unadjusted: fair
+
+
+def _inference(pixel: Interval, within_gender: Interval) -> dict:
+    flat = {"top1": Interval(0.3, 0.25, 0.35), "balanced_acc": Interval(0.25, 0.2, 0.3)}
+    control = {"strata": 2, "floor": {"top1": 0.2, "balanced_acc": 2 / 12},
+               "chance": {"top1": 1 / 6, "balanced_acc": 2 / 12},
+               "within": flat, "within_vs_floor": {"top1": within_gender,
+                                                   "balanced_acc": within_gender}}
+    return {"clusters": {"clusters": 40, "people": 38, "images": 100}, "model": flat,
+            "selection_free": {"epochs": [3, 4], "metric": "val/top1",
+                               "covers": "epochs 1-4 (4 of 4 logged)", **flat},
+            "vs": {"pixel-linear floor": {"top1": pixel, "balanced_acc": pixel}},
+            "vs_known": {"this model": flat,
+                         "gender floor": {"top1": pixel, "balanced_acc": pixel}},
+            "demographics": {"source": "US SSA baby names (test)", "known": 12, "names": 12,
+                             "images": 90, "val_images": 100},
+            "gender": control, "gender x generation": control,
+            "errors": {"errors": 70, "with_demographics": 60, "same_gender": 0.8,
+                       "same_gender_chance": 0.5, "same_gender_chance_range": [0.4, 0.6],
+                       "year_gap": 8.0, "year_gap_chance": 12.0,
+                       "year_gap_chance_range": [10.0, 14.0]}}
+
+
+def test_beats_the_floor_only_where_the_paired_interval_excludes_zero():
+    """A point estimate above the pixel floor whose paired interval holds 0 is "level with":
+    the criterion is not met and no name signal beyond gender is claimed."""
+    level = Interval(0.02, -0.01, 0.05)
+    text = render_summary([entry()], None, {"metric": "val/top1"},
+                          {"inference": _inference(level, level)})
+    criterion = next(line for line in text.splitlines()
+                     if line.startswith("| balanced accuracy beats the pixel-linear floor"))
+    assert "0.0200 [-0.0100, 0.0500] (paired 95%)" in criterion and criterion.endswith("**no** |")
+    assert "Balanced accuracy is **level with** the pixel-linear floor" in text
+    assert "**Name signal beyond gender**" in text and "none that can be shown" in text
+    assert "this model, **selection-free**" in text and "epochs 3 and 4" in text
+    assert "Source: US SSA baby names (test)." in text
+    assert "On the 90 of 100 val images whose name has data" in text
+    assert "Balanced accuracy is **level with** the gender floor" in text
+    above = Interval(0.05, 0.01, 0.09)
+    text = render_summary([entry()], None, {"metric": "val/top1"},
+                          {"inference": _inference(above, above)})
+    criterion = next(line for line in text.splitlines()
+                     if line.startswith("| balanced accuracy beats the pixel-linear floor"))
+    assert criterion.endswith("| yes |") and "shown (the paired interval excludes 0)" in text
+
+
+def test_every_summary_says_where_its_demographic_controls_are():
+    live = render_summary([entry()], None, {"metric": "val/top1"})
+    assert "## Beyond gender and generation" in live and "`raysys report`" in live
+    none = _inference(Interval(0, 0, 0), Interval(0, 0, 0))
+    none["demographics"] = {"source": "unknown (2): a, b", "known": 0, "names": 2}
+    del none["gender"], none["gender x generation"], none["errors"], none["vs_known"]
+    text = render_summary([entry()], None, {"metric": "val/top1"}, {"inference": none})
+    assert "None of the 2 names has demographic data" in text

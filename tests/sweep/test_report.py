@@ -3,6 +3,7 @@ criteria each where it applies, the winner and the trial table."""
 
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 
 from raysys.sweep.experiments import label_smoothing
@@ -18,7 +19,9 @@ FLOORS = {"pixel_linear": {"top1": 0.1, "balanced_acc": 0.09},
 def _trial(sweep, trial_id, smoothing, history, error=None):
     if history:
         w = RunWriter(str(sweep / "runs" / trial_id), {}, [])
-        w.save_epoch(history, {"metric": "val/top1"})
+        for i in range(len(history)):
+            w.save_epoch(history[: i + 1], {"metric": "val/top1"}, history[i]["epoch"],
+                         np.arange(3), np.zeros(3, int))
         (sweep / "runs" / trial_id / "config.json").write_text("{}")
     return SimpleNamespace(path=str(sweep / trial_id), error=error,
                            config={"loss.label_smoothing": smoothing})
@@ -54,22 +57,26 @@ def test_subset_trials_are_read_against_their_own_names_and_never_ranked_across_
     is easier. Each is judged against its own chance and floor; no overall winner is named."""
     from raysys.sweep.experiments import subset
 
-    def row(tid, k, top1, bal, floor):
-        return {"trial_id": tid, "param:data.top_k": k, "status": "finished", "epochs": 3,
+    def row(tid, k, top1, bal, floor, paired=()):
+        diff = dict(zip(("pixel_diff", "pixel_diff_lo", "pixel_diff_hi"), paired, strict=False))
+        return diff | {"trial_id": tid, "param:data.top_k": k, "status": "finished", "epochs": 3,
                 "best_epoch": 3, "best_val_top1": top1, "balanced_acc": bal,
                 "rel_pred_cv": 0.2, "pred_cv": 0.5, "true_cv": 0.4, "num_classes": k,
                 "chance_uniform": 1 / k, "chance_best_guess": 2 / k,
                 "floor_pixel_balanced": floor, "img_per_s": 100, "val/top1": top1}
 
     rows = [row("t30", 30, 0.20, 0.15, 0.18), row("t30b", 30, 0.10, 0.08, 0.18),
-            row("t100", 100, 0.08, 0.06, 0.03)]
+            row("t100", 100, 0.08, 0.06, 0.03, (0.03, -0.01, 0.07))]
     df = pd.DataFrame(rows)
     crit = {c[0]: c for c in sweep_criteria(df, "val/top1", FLOORS)}
     assert "winner beats the best chance guess" not in crit
     at30 = crit["best at 30 names: balanced accuracy beats the pixel-linear floor"]
-    assert at30[1].endswith("(trial t30)") and at30[2] == "0.1800 at 30 names" and not at30[3]
+    assert at30[1].endswith("(trial t30)") and not at30[3]
+    assert at30[2] == "0.1800 at 30 names (point estimates: no paired interval)"
+    # Above its floor by the estimate, but the paired interval holds 0: not met.
     at100 = crit["best at 100 names: balanced accuracy beats the pixel-linear floor"]
-    assert at100[2] == "0.0300 at 100 names" and at100[3]
+    assert at100[2] == "0.0300 at 100 names" and not at100[3]
+    assert "difference 0.0300 [-0.0100, 0.0700] (paired 95%)" in at100[1]
     text = render(subset(500), df, rows, "val/top1", 3, FLOORS)
     assert "## Winner" not in text and "No overall winner" in text
     assert "| 30 | `t30` | 0.2000 | 0.0333 | 0.1500 | 0.1800 |" in text

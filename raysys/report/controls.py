@@ -1,0 +1,97 @@
+"""Demographic controls: how much of a model's score gender and generation alone would give, and
+how much name signal is left beyond them.
+
+A stratum is a set of names sharing a (name-implied) gender, or gender x generation
+(demographics.strata). Per image, with its true name's stratum S:
+
+- **stratum floor**: the best a classifier can score when it knows each face's stratum and
+  nothing else. In top-1, always the most frequent train name of S; in balanced accuracy that
+  scores recall 1 on one name per stratum, so strata/K over the names present in val (when
+  each stratum's largest train name is among them).
+- **within-stratum accuracy**: the model's argmax restricted to the names of S. A model that
+  read only the stratum would score the stratum floor here and no more, so what it scores above
+  is name signal beyond gender (and generation): the headline for the team's question.
+- **error analysis**: among wrong predictions, how often the predicted name shares the truth's
+  gender, and how far apart their median birth years are, each against the same figure with
+  the predictions permuted among the errors (same predicted names, no link to the truth).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def stratum_floor(labels: np.ndarray, name_strata: np.ndarray, train_counts: np.ndarray
+                  ) -> np.ndarray:
+    """Per image, the most frequent train name of its true name's stratum."""
+    top = {}
+    for s in np.unique(name_strata):
+        names = np.flatnonzero(name_strata == s)
+        top[s] = int(names[np.argmax(train_counts[names])])  # the first on a tie, as argmax
+    return np.array([top[name_strata[y]] for y in labels], np.int64)
+
+
+def within_stratum(logits: np.ndarray, labels: np.ndarray, name_strata: np.ndarray,
+                   preds: np.ndarray | None = None) -> np.ndarray:
+    """Per image, the argmax of its logits over the names of its true name's stratum. Where
+    the model's own prediction (`preds`, from fp32 logits) is already in that stratum it is
+    the answer: the saved logits are fp16, whose rounding could flip a near-tie."""
+    out = np.empty(len(labels), np.int64)
+    for s in np.unique(name_strata):
+        names = np.flatnonzero(name_strata == s)
+        rows = np.flatnonzero(name_strata[labels] == s)
+        if len(rows):
+            scores = logits[np.ix_(rows, names)].astype(np.float32)
+            out[rows] = names[np.argmax(scores, axis=1)]
+    if preds is not None:
+        out = np.where(name_strata[preds] == name_strata[labels], preds, out)
+    return out
+
+
+def within_chance(labels: np.ndarray, name_strata: np.ndarray) -> dict[str, float]:
+    """A uniform guess among the true stratum's names: top-1 mean 1/|S(y)| over images,
+    balanced the same over the names present."""
+    size = {s: int((name_strata == s).sum()) for s in np.unique(name_strata)}
+    inv = np.array([1.0 / size[name_strata[y]] for y in labels])
+    present = np.unique(labels)
+    return {"top1": float(inv.mean()) if len(inv) else float("nan"),
+            "balanced_acc": float(np.mean([1.0 / size[name_strata[c]] for c in present]))
+            if len(present) else float("nan")}
+
+
+def error_analysis(labels: np.ndarray, preds: np.ndarray, gender: np.ndarray,
+                   birth_year: np.ndarray, seed: int = 0, permutations: int = 1000) -> dict:
+    """Among wrong predictions whose two names both have demographics: the share with the
+    truth's gender and the mean |difference of median birth years|, each with the permutation
+    baseline's mean and 95% range. The baseline permutes the predicted names among these errors
+    and scores only the pairs that stay errors (a permuted pair that hits the truth would count
+    as same gender, 0 years apart)."""
+    known = gender != "unknown"
+    wrong = (preds != labels) & known[labels] & known[preds]
+    y, p = labels[wrong], preds[wrong]
+    out = {"errors": int((preds != labels).sum()), "with_demographics": int(wrong.sum())}
+    if len(y) < 2:
+        return out
+    code = np.unique(gender, return_inverse=True)[1]  # integer codes: fast comparisons
+    gy, year_y = code[y], birth_year[y]
+
+    def stats(pred: np.ndarray, keep: np.ndarray) -> tuple[float, float]:
+        return (float(np.mean(code[pred][keep] == gy[keep])),
+                float(np.mean(np.abs(birth_year[pred][keep] - year_y[keep]))))
+
+    rng = np.random.default_rng(seed)
+    base = []
+    for _ in range(permutations):
+        perm = rng.permutation(p)
+        keep = perm != y
+        if keep.any():
+            base.append(stats(perm, keep))
+    base = np.array(base)
+    same, gap = stats(p, np.ones(len(p), bool))
+    out |= {"same_gender": same, "same_gender_chance": float(base[:, 0].mean()),
+            "same_gender_chance_range": [float(v) for v in np.percentile(base[:, 0],
+                                                                          [2.5, 97.5])],
+            "year_gap": gap, "year_gap_chance": float(base[:, 1].mean()),
+            "year_gap_chance_range": [float(v) for v in np.percentile(base[:, 1],
+                                                                      [2.5, 97.5])]}
+    return out

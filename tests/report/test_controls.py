@@ -1,0 +1,87 @@
+"""The demographic controls, by hand on toy sets: the stratum floor and strata/K, a "model" that
+knows only gender, within-stratum accuracy and the error analysis."""
+
+import numpy as np
+import pytest
+
+from raysys.report.controls import error_analysis, stratum_floor, within_chance, within_stratum
+from raysys.report.intervals import accuracy
+
+# Five names: three female (0, 2, 4), two male (1, 3); train counts make 2 and 1 the largest of
+# their gender.
+STRATA = np.array(["F", "M", "F", "M", "F"], dtype=object)
+TRAIN = np.array([10, 40, 30, 20, 5])
+
+
+def test_gender_floor_and_strata_over_k_by_hand():
+    labels = np.array([0, 0, 1, 2, 3, 3, 3, 4])
+    floor = stratum_floor(labels, STRATA, TRAIN)
+    np.testing.assert_array_equal(floor, [2, 2, 1, 2, 1, 1, 1, 2])
+    # top-1: right on name 1 (1 image) and name 2 (1 image) = 2 of 8
+    assert accuracy(labels, floor, balanced=False) == pytest.approx(2 / 8)
+    # balanced: recall 1 on one name per gender, 0 on the three others: strata/K = 2/5
+    assert accuracy(labels, floor, balanced=True) == pytest.approx(2 / 5)
+    chance = within_chance(labels, STRATA)
+    # uniform among the true gender's names: 1/3 for female images, 1/2 for male ones
+    assert chance["top1"] == pytest.approx((4 / 3 + 4 / 2) / 8)
+    assert chance["balanced_acc"] == pytest.approx((3 * 1 / 3 + 2 * 1 / 2) / 5)  # = 2/5
+
+
+def test_a_model_that_knows_only_gender_scores_the_floor_and_no_more_within_gender():
+    """Logits = log train prior + a large bonus for the true gender's names: everything the
+    model knows is the face's gender. It scores the gender floor exactly, and within gender its
+    balanced accuracy is within-gender chance (strata/K)."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 5, 400)
+    prior = np.log(TRAIN / TRAIN.sum())
+    logits = prior[None, :] + 10.0 * (STRATA[None, :] == STRATA[labels][:, None])
+    preds = logits.argmax(1)
+    floor = stratum_floor(labels, STRATA, TRAIN)
+    np.testing.assert_array_equal(preds, floor)
+    within = within_stratum(logits, labels, STRATA)
+    np.testing.assert_array_equal(within, floor)
+    assert accuracy(labels, within, True) == pytest.approx(
+        within_chance(labels, STRATA)["balanced_acc"])
+    # A model that also tells the names apart scores above the floor within gender.
+    knows = logits + 5.0 * np.eye(5)[labels]
+    assert accuracy(labels, within_stratum(knows, labels, STRATA), True) == 1.0
+
+
+def test_within_stratum_ignores_names_outside_the_true_stratum():
+    logits = np.array([[0.0, 9.0, 1.0, 0.0, 0.0],   # true 0 (F): 1 is M, so 2 wins
+                       [5.0, 0.0, 0.0, 1.0, 0.0]])  # true 3 (M): 0 is F, so 3 wins
+    np.testing.assert_array_equal(within_stratum(logits, np.array([0, 3]), STRATA), [2, 3])
+
+
+def test_error_analysis_against_permuted_predictions():
+    """Errors that always keep the truth's gender: share 1.0, far above the permuted share;
+    the birth-year gap is measured between the two names' median years."""
+    gender = np.array(["F", "M", "F", "M", "unknown"], dtype=object)
+    years = np.array([1950.0, 1990.0, 1970.0, 1960.0, np.nan])
+    labels = np.array([0, 2, 1, 3] * 25 + [4] * 10)
+    preds = np.array([2, 0, 3, 1] * 25 + [0] * 10)  # same-gender swaps; name 4 has no data
+    e = error_analysis(labels, preds, gender, years, seed=0, permutations=200)
+    assert e["errors"] == 110 and e["with_demographics"] == 100
+    assert e["same_gender"] == 1.0
+    assert e["same_gender_chance_range"][1] < 0.7
+    assert e["year_gap"] == pytest.approx(np.mean([20, 20, 30, 30]))
+
+
+def test_the_models_own_prediction_wins_where_it_is_in_the_stratum():
+    """The saved logits are fp16: a near-tie can round to a tie. Where the fp32 prediction is in
+    the true stratum it is the within-stratum answer."""
+    logits = np.array([[1.0, 0.0, 1.0, 0.0, 0.0]], np.float16)  # 0 and 2 tie after rounding
+    assert within_stratum(logits, np.array([2]), STRATA)[0] == 0
+    assert within_stratum(logits, np.array([2]), STRATA, preds=np.array([2]))[0] == 2
+    # a prediction outside the stratum (1 is male) is replaced by the restricted argmax
+    assert within_stratum(logits, np.array([2]), STRATA, preds=np.array([1]))[0] == 0
+
+
+def test_the_permutation_baseline_scores_only_pairs_that_stay_errors():
+    """Two names swapped for each other: a permuted prediction often hits the truth. Counted,
+    such pairs would pull the baseline's year gap toward 0; the baseline is exactly 20 years."""
+    gender = np.array(["F", "M", "F", "M", "F"], dtype=object)
+    years = np.array([1950.0, 1990.0, 1970.0, 1960.0, 1980.0])
+    labels, preds = np.array([0, 2] * 50), np.array([2, 0] * 50)
+    e = error_analysis(labels, preds, gender, years, permutations=100)
+    assert e["year_gap"] == 20.0 and e["year_gap_chance"] == 20.0
