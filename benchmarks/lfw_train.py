@@ -20,10 +20,13 @@ from raysys.config import load_config
 from raysys.train.run import fit
 
 LFW = Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw-names" / "index_files"
-# Two names whose LFW bearers are men while most living US bearers (the SSA) are women: jean
-# (75 of 78 images are Jean Chretien, b. 1934, Jean Charest, Jean Todt) and ariel (Ariel Sharon
-# only, b. 1928). Without this the gender control would call them female, and a model telling
-# them from jennifer by the faces' gender would pass for name signal.
+# LFW's own people where the US SSA data misleads or is silent (benchmarks/lfw_demographics.csv):
+# names whose LFW bearers are mostly men while most living US bearers are women (jean: 75 of 78
+# images are Jean Chretien, b. 1934, Jean Charest, Jean Todt; ariel: Ariel Sharon only, b. 1928;
+# li: Li Peng, Li Zhaoxing; kim: 34 of 52 images are Korean men), and names the SSA lacks, each
+# one person (Vajpayee, Jiang Zemin, Koizumi, Megawati, Erdogan, Roh Moo-hyun, Saddam Hussein).
+# Birth years are those bearers'. Without it the gender control would call jean and ariel female,
+# and a model telling them from jennifer by the faces' gender would pass for name signal.
 DEMOGRAPHICS = Path(__file__).resolve().parent / "lfw_demographics.csv"
 
 

@@ -74,9 +74,10 @@ def _interval(estimate: float, draws: np.ndarray) -> Interval:
 
 
 def _score(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """(b, classes) hits and images per resample -> (b,) mean of hits/images over classes."""
+    """(..., b, classes) hits and (b, classes) images per resample -> (..., b): the mean of
+    hits/images over the classes present."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.nanmean(np.where(den > 0, num / den, np.nan), axis=1)
+        return np.nanmean(np.where(den > 0, num / den, np.nan), axis=-1)
 
 
 class ClusterBootstrap:
@@ -126,6 +127,15 @@ class ClusterBootstrap:
         return sparse.csr_matrix((values.astype(float), (self.inv, cls)),
                                  shape=(self.c, int(cls.max()) + 1 if len(cls) else 1))
 
+    def _stacked(self, hits: np.ndarray, balanced: bool) -> sparse.csr_matrix:
+        """(clusters, epochs x classes): `hits` (epochs, images) summed per cluster and class,
+        epoch by epoch side by side."""
+        cls = self._classes(balanced)
+        k = int(cls.max()) + 1 if len(cls) else 1
+        e, i = np.nonzero(hits)
+        return sparse.csr_matrix((np.ones(len(i)), (self.inv[i], e * k + cls[i])),
+                                 shape=(self.c, len(hits) * k))
+
     def _images_matrix(self, balanced: bool) -> sparse.csr_matrix:
         if balanced not in self._images:
             self._images[balanced] = self._matrix(np.ones(len(self.labels)), balanced)
@@ -164,23 +174,24 @@ class ClusterBootstrap:
         candidates = np.flatnonzero(usable)
         hits = preds_by_epoch[candidates] == self.labels[None, :]
         halves = (side == 0, side == 1)
-        # per (metric, half): one (clusters, classes) matrix per candidate epoch
-        mats = {bal: [[self._matrix(h & on, bal) for h in hits] for on in halves]
+        # per (metric, half): one (clusters, epochs x classes) matrix, so that a resample's
+        # sums over every candidate epoch are one sparse product
+        mats = {bal: [self._stacked(hits & on[None, :], bal) for on in halves]
                 for bal in (False, True)}
         dens = {bal: [self._matrix(on, bal) for on in halves] for bal in mats}
         draws: dict[bool, list[np.ndarray]] = {False: [], True: []}
         rows = np.arange(self.chunk)
+        e = len(candidates)
         for w in self._weights():
+            b = w.shape[0]
             den = {bal: [self._sum(w, d) for d in dens[bal]] for bal in mats}
             # sums[bal][h]: (epochs, b, classes) hits of every candidate epoch on half h
-            sums = {bal: [np.stack([self._sum(w, m) for m in mats[bal][h]]) for h in (0, 1)]
-                    for bal in mats}
+            sums = {bal: [self._sum(w, m).reshape(b, e, -1).transpose(1, 0, 2)
+                          for m in mats[bal]] for bal in mats}
             chosen = []
             for h in (0, 1):  # the epoch each half picks, per resample (later on a tie)
-                scores = np.stack([_score(s, den[select_balanced][h])
-                                   for s in sums[select_balanced][h]])  # (epochs, b)
+                scores = _score(sums[select_balanced][h], den[select_balanced][h])  # (e, b)
                 chosen.append(len(candidates) - 1 - np.nanargmax(scores[::-1], axis=0))
-            b = w.shape[0]
             for bal in (False, True):  # half 1 by half 0's choice, half 0 by half 1's
                 num = sums[bal][1][chosen[0], rows[:b]] + sums[bal][0][chosen[1], rows[:b]]
                 draws[bal].append(_score(num, den[bal][0] + den[bal][1]))
