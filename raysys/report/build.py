@@ -123,10 +123,14 @@ def build_report(run_dir: str, figures: bool | None = None, demographics: str | 
         extras["bands"] = analysis.band_accuracy(labels, preds, table["train_count"].to_numpy())
         extras["balanced_subset"] = analysis.balanced_subset(labels, preds, cfg.run.seed)
         manifest = read_manifest(path_manifest(cfg.data.manifest))
-        extras |= inference(cfg, run_dir, history, table, arrays, extras["floors"], manifest)
-        storage.write_json(storage.join(run_dir, "inference.json"), inference_json(extras))
-        storage.write_text(storage.join(run_dir, "demographics.csv"),
-                           extras["inference"]["demographics"]["table"].to_csv(index=False))
+        try:  # a finished run's report must not die on one analysis
+            extras |= inference(cfg, run_dir, history, table, arrays, extras["floors"],
+                                manifest)
+            storage.write_json(storage.join(run_dir, "inference.json"), inference_json(extras))
+            storage.write_text(storage.join(run_dir, "demographics.csv"),
+                               extras["inference"]["demographics"]["table"].to_csv(index=False))
+        except Exception as e:  # said in summary.md, not swallowed
+            extras["inference"] = {"error": f"{type(e).__name__}: {e}"}
         if manifest["group"].notna().any():
             train_groups = set(manifest.loc[manifest["split"] == "train", "group"])
             group_of = dict(zip(manifest["row"], manifest["group"], strict=True))

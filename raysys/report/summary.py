@@ -261,6 +261,9 @@ def inference_lines(inf: dict, best: dict) -> list[str]:
         return ["", "## Beyond gender and generation", "",
                 "Computed by `raysys report` at the end of the run (the demographic controls, "
                 "person-level and paired intervals, and the selection-free estimate)."]
+    if "error" in inf:
+        return ["", "## Intervals and demographic controls", "",
+                f"**Not computed: {inf['error']}** (`raysys report RUN_DIR` retries)."]
     c = inf["clusters"]
     lines = ["", "## Intervals: selected on val, selection-free, and against the floors", "",
              f"95% intervals from 1,000 resamples of whole people within each name "

@@ -126,3 +126,9 @@ def test_every_summary_says_where_its_demographic_controls_are():
     del none["gender"], none["gender x generation"], none["errors"], none["vs_known"]
     text = render_summary([entry()], None, {"metric": "val/top1"}, {"inference": none})
     assert "None of the 2 names has demographic data" in text
+
+
+def test_a_failed_analysis_is_said_not_hidden():
+    text = render_summary([entry()], None, {"metric": "val/top1"},
+                          {"inference": {"error": "ValueError: boom"}})
+    assert "**Not computed: ValueError: boom**" in text
