@@ -43,7 +43,7 @@ def trial_rows(results, sweep_dir: str, max_t: int, metric: str) -> tuple[list[d
                     "chance_best_guess": max(best["chance/majority"],
                                              best["chance/prior_match"]),
                     "floor_pixel_balanced": _own_floor(run_dir),
-                    **_paired_pixel(run_dir),
+                    **_from_run_report(run_dir),
                     "img_per_s": sum(h["train/img_per_s"] for h in history) / len(history),
                     "gpu_hours": hours * (cfg.run.workers if cfg.run.gpus else 0),
                     metric: best[metric]}
@@ -59,14 +59,36 @@ def _own_floor(run_dir: str) -> float:
         else float("nan")
 
 
-def _paired_pixel(run_dir: str) -> dict:
-    """The trial's balanced accuracy minus its pixel floor's, with the paired person-level
-    interval its run report computed (nothing before that report exists)."""
+def _from_run_report(run_dir: str) -> dict:
+    """From the trial's run report (inference.json; nothing before it exists): its balanced
+    accuracy minus its pixel floor's with the paired interval, the selection-free balanced
+    accuracy, and the name signal beyond gender (within-gender balanced accuracy minus the
+    gender floor's, paired), each as estimate, lo, hi."""
     path = storage.join(run_dir, "inference.json")
     if not storage.exists(path):
         return {}
-    d = storage.read_json(path)["vs"]["pixel-linear floor"]["balanced_acc"]
-    return {"pixel_diff": d["estimate"], "pixel_diff_lo": d["lo"], "pixel_diff_hi": d["hi"]}
+    d = storage.read_json(path)
+    if "error" in d:
+        return {}
+    out = {"demographics_source": d["demographics"]["source"]}
+    picks = {"pixel_diff": d["vs"]["pixel-linear floor"]["balanced_acc"],
+             "free_balanced": d.get("selection_free", {}).get("balanced_acc"),
+             "within_gender": d.get("gender", {}).get("within", {}).get("balanced_acc"),
+             "beyond_gender": d.get("gender", {}).get("within_vs_floor", {}).get(
+                 "balanced_acc")}
+    for key, iv in picks.items():
+        if iv:
+            out |= {key: iv["estimate"], f"{key}_lo": iv["lo"], f"{key}_hi": iv["hi"]}
+    if "gender" in d:
+        out["gender_floor_balanced"] = d["gender"]["floor"]["balanced_acc"]
+    return out
+
+
+def interval_text(w: pd.Series | dict, key: str) -> str:
+    value = w.get(key, float("nan"))
+    if value != value:
+        return "n/a"
+    return f"{value:.4f} [{w[f'{key}_lo']:.4f}, {w[f'{key}_hi']:.4f}]"
 
 
 def best_per_k(ok: pd.DataFrame, metric: str) -> list[tuple[int, pd.Series]]:
@@ -109,8 +131,8 @@ def sweep_criteria(df: pd.DataFrame, metric: str, floors: dict | None = None) ->
         if lo == lo:  # the paired interval decides, as in the trial's own summary
             rows.append((f"{whose} balanced accuracy beats the pixel-linear floor",
                          f"{w['balanced_acc']:.4f} (trial {w['trial_id']}); difference "
-                         f"{w['pixel_diff']:.4f} [{lo:.4f}, {w['pixel_diff_hi']:.4f}] "
-                         "(paired 95%)", f"{px:.4f} at {k} names", bool(lo > 0)))
+                         f"{interval_text(w, 'pixel_diff')} (paired 95%)",
+                         f"{px:.4f} at {k} names", bool(lo > 0)))
         elif px is not None:
             rows.append((f"{whose} balanced accuracy beats the pixel-linear floor",
                          f"{w['balanced_acc']:.4f} (trial {w['trial_id']})",
@@ -163,6 +185,7 @@ def render(exp, df: pd.DataFrame, rows: list[dict], metric: str, max_t: int, flo
                   f"{w['chance_uniform']:.4f} | {w['balanced_acc']:.4f} | "
                   f"{w.get('floor_pixel_balanced', float('nan')):.4f} |" for k, w in winners]
         lines.append("")
+    lines += beyond_lines(winners)
     if len(winners) == 1:
         (_, w), = winners
         params = {k[6:]: w[k] for k in df.columns if k.startswith("param:")}
@@ -180,6 +203,31 @@ def render(exp, df: pd.DataFrame, rows: list[dict], metric: str, max_t: int, flo
                      f"[summary](runs/{r['trial_id']}/summary.md) |")
     lines += ["", "![val curves](curves.png)", ""]
     return "\n".join(lines)
+
+
+def beyond_lines(winners: list[tuple[int, pd.Series]]) -> list[str]:
+    """The best trial at each K, read against gender and its selection-free estimate."""
+    sources = [w.get("demographics_source") for _, w in winners
+               if isinstance(w.get("demographics_source"), str)]
+    if not sources:
+        return ["## Beyond gender and generation", "",
+                "No trial report with demographic controls yet (`raysys report` on a trial's "
+                "run folder writes them).", ""]
+    lines = ["## Beyond gender and generation", "",
+             f"Source: {sources[0]}. Each trial's summary has the gender x generation controls "
+             "and the error analysis; 95% person-level intervals.", "",
+             "| names | trial | balanced, selected on val | selection-free | within gender | "
+             "gender floor | within gender - floor (paired) | name signal beyond gender |",
+             "|---|---|---|---|---|---|---|---|"]
+    for k, w in winners:
+        lo = w.get("beyond_gender_lo", float("nan"))
+        verdict = "n/a" if lo != lo else ("shown" if lo > 0 else "none that can be shown")
+        lines.append(f"| {k} | `{w['trial_id']}` | {w['balanced_acc']:.4f} | "
+                     f"{interval_text(w, 'free_balanced')} | "
+                     f"{interval_text(w, 'within_gender')} | "
+                     f"{w.get('gender_floor_balanced', float('nan')):.4f} | "
+                     f"{interval_text(w, 'beyond_gender')} | {verdict} |")
+    return lines + [""]
 
 
 def write_report(exp, results, sweep_dir: str, *, metric: str, max_t: int, floors: dict

@@ -67,6 +67,9 @@ def test_subset_trials_are_read_against_their_own_names_and_never_ranked_across_
 
     rows = [row("t30", 30, 0.20, 0.15, 0.18), row("t30b", 30, 0.10, 0.08, 0.18),
             row("t100", 100, 0.08, 0.06, 0.03, (0.03, -0.01, 0.07))]
+    rows[0] |= {"demographics_source": "US SSA (test)", "gender_floor_balanced": 2 / 30,
+                "beyond_gender": 0.05, "beyond_gender_lo": 0.01, "beyond_gender_hi": 0.09,
+                "within_gender": 0.2, "within_gender_lo": 0.15, "within_gender_hi": 0.25}
     df = pd.DataFrame(rows)
     crit = {c[0]: c for c in sweep_criteria(df, "val/top1", FLOORS)}
     assert "winner beats the best chance guess" not in crit
@@ -81,3 +84,8 @@ def test_subset_trials_are_read_against_their_own_names_and_never_ranked_across_
     assert "## Winner" not in text and "No overall winner" in text
     assert "| 30 | `t30` | 0.2000 | 0.0333 | 0.1500 | 0.1800 |" in text
     assert "| 100 | `t100` | 0.0800 | 0.0100 | 0.0600 | 0.0300 |" in text
+    # Beyond gender, per K: shown at 30 names (interval above 0), no data at 100.
+    assert "Source: US SSA (test)." in text
+    assert ("| 30 | `t30` | 0.1500 | n/a | 0.2000 [0.1500, 0.2500] | 0.0667 | "
+            "0.0500 [0.0100, 0.0900] | shown |") in text
+    assert "| 100 | `t100` | 0.0600 | n/a | n/a | nan | n/a | n/a |" in text
