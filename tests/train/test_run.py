@@ -15,7 +15,8 @@ from raysys.train.run import fit
 from tests.conftest import micro
 
 OUTPUTS = ("config.json", "best_model.pth", "predictions.npy", "true_labels.npy", "val_rows.npy",
-           "names.json", "results.csv", "training_log.json", "embeddings.npy", "summary.md")
+           "names.json", "results.csv", "training_log.json", "embeddings.npy", "summary.md",
+           "logits.npy", "val_predictions_by_epoch.npz", "inference.json", "demographics.csv")
 EXACT = ("train/loss", "val/top1", "val/balanced_acc", "val/rel_pred_cv", "train/lr")
 
 pytestmark = pytest.mark.slow
@@ -67,3 +68,11 @@ def test_learns_with_every_output_and_resumes_exactly(straight_run, demo_manifes
     for a, b in zip(history, resumed, strict=True):
         for key in EXACT:
             assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-9), (a["epoch"], key)
+    # Every epoch's val predictions, kept across the resume: the same as the straight run's.
+    straight, again = (np.load(d / "val_predictions_by_epoch.npz") for d in (run, out))
+    assert straight["epochs"].tolist() == again["epochs"].tolist() == [1, 2, 3, 4]
+    np.testing.assert_array_equal(straight["preds"], again["preds"])
+    best = np.flatnonzero(straight["epochs"] == r["best_epoch"])[0]
+    np.testing.assert_array_equal(straight["preds"][best], preds)
+    logits = np.load(run / "logits.npy")
+    assert logits.dtype == np.float16 and logits.shape == (len(labels), k)
