@@ -25,7 +25,14 @@ from raysys.report import analysis, plots
 from raysys.report.controls import error_analysis, stratum_floor, within_chance, within_stratum
 from raysys.report.demographics import UNKNOWN, name_demographics, source_line, strata
 from raysys.report.floors import compute_floors
-from raysys.report.history import BY_EPOCH, best_entry, read_by_epoch, read_history, run_status
+from raysys.report.history import (
+    BY_EPOCH,
+    align_rows,
+    best_entry,
+    read_by_epoch,
+    read_history,
+    run_status,
+)
 from raysys.report.intervals import (
     ClusterBootstrap,
     Interval,
@@ -123,9 +130,10 @@ def build_report(run_dir: str, figures: bool | None = None, demographics: str | 
         extras["bands"] = analysis.band_accuracy(labels, preds, table["train_count"].to_numpy())
         extras["balanced_subset"] = analysis.balanced_subset(labels, preds, cfg.run.seed)
         manifest = read_manifest(path_manifest(cfg.data.manifest))
+        group_of = dict(zip(manifest["row"], manifest["group"], strict=True))
         try:  # a finished run's report must not die on one analysis
             extras |= inference(cfg, run_dir, history, table, arrays, extras["floors"],
-                                manifest)
+                                group_of)
             storage.write_json(storage.join(run_dir, "inference.json"), inference_json(extras))
             storage.write_text(storage.join(run_dir, "demographics.csv"),
                                extras["inference"]["demographics"]["table"].to_csv(index=False))
@@ -133,7 +141,6 @@ def build_report(run_dir: str, figures: bool | None = None, demographics: str | 
             extras["inference"] = {"error": f"{type(e).__name__}: {e}"}
         if manifest["group"].notna().any():
             train_groups = set(manifest.loc[manifest["split"] == "train", "group"])
-            group_of = dict(zip(manifest["row"], manifest["group"], strict=True))
             extras["leakage"] = analysis.identity_leakage(
                 np.array([group_of[int(r)] for r in arrays["val_rows"]], dtype=object),
                 train_groups, labels, preds,
@@ -153,11 +160,12 @@ METRICS = (("top1", False), ("balanced_acc", True))
 
 
 def inference(cfg: Config, run_dir: str, history: list[dict], table: pd.DataFrame,
-              arrays: dict, floors: dict, manifest: pd.DataFrame) -> dict:
+              arrays: dict, floors: dict, group_of: dict) -> dict:
     """Person-level intervals of the model, paired intervals against each floor, the
-    demographic controls and the selection-free estimate (intervals.py, controls.py)."""
+    demographic controls and the selection-free estimate (intervals.py, controls.py).
+    `group_of`: manifest row -> person id."""
     labels, preds, rows = arrays["true_labels"], arrays["predictions"], arrays["val_rows"]
-    clusters = clusters_of(rows, dict(zip(manifest["row"], manifest["group"], strict=True)))
+    clusters = clusters_of(rows, group_of)
     boot = ClusterBootstrap(clusters, labels, seed=cfg.run.seed)
     people = int(sum(str(c).startswith("person:") for c in np.unique(clusters)))
     # Names with few val people: their recall moves with the people a resample draws.
@@ -167,8 +175,7 @@ def inference(cfg: Config, run_dir: str, history: list[dict], table: pd.DataFram
                               "names": int(len(per_name))},
                  "model": {m: boot.interval(preds, b) for m, b in METRICS}}
     # The pixel floor's predictions on the same images; one it could not score is its miss.
-    px = dict(zip(floors["val_rows"], floors["pixel_linear"]["preds"], strict=True))
-    pixel = np.array([px.get(int(r), -1) for r in rows])
+    pixel = align_rows(floors["val_rows"], floors["pixel_linear"]["preds"], rows)
     out["pixel_unscored"] = int((pixel < 0).sum())
     out["vs"] = {"pixel-linear floor": {m: boot.paired(preds, pixel, b) for m, b in METRICS}}
     out |= demographic_controls(cfg, table, arrays, clusters)
@@ -221,9 +228,7 @@ def selection_free(cfg: Config, run_dir: str, history: list[dict], labels: np.nd
         return {"selection_free_missing": "the run has no val predictions by epoch (it "
                                           "predates them)"}
     by_epoch = read_by_epoch(run_dir)
-    column = {int(r): i for i, r in enumerate(by_epoch["rows"])}
-    cols = np.array([column.get(int(r), -1) for r in rows], np.int64)
-    matrix = np.where(cols >= 0, by_epoch["preds"][:, cols], -1)  # -1: not scored then
+    matrix = align_rows(by_epoch["rows"], by_epoch["preds"], rows)  # -1: not scored then
     # Selectable: logged in the history (a kill can leave one file a step ahead) and finite.
     logged = {h["epoch"] for h in history if not h["diverged"]}
     usable = np.array([int(e) in logged for e in by_epoch["epochs"]])

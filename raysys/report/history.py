@@ -52,3 +52,15 @@ def by_epoch_bytes(epochs: list[int], rows: np.ndarray, preds: np.ndarray) -> by
 def read_by_epoch(run_dir: str) -> dict[str, np.ndarray]:
     with np.load(io.BytesIO(storage.read_bytes(storage.join(run_dir, BY_EPOCH)))) as z:
         return {k: z[k] for k in z.files}
+
+
+def align_rows(src_rows: np.ndarray, values: np.ndarray, rows: np.ndarray, fill: int = -1
+               ) -> np.ndarray:
+    """`values` (..., len(src_rows)), one per manifest row of src_rows, re-indexed onto `rows`
+    along the last axis; `fill` where a row is not in src_rows (an image not scored then)."""
+    src_rows, values = np.asarray(src_rows), np.asarray(values)
+    if not len(src_rows):
+        return np.full(values.shape[:-1] + (len(rows),), fill, values.dtype)
+    order = np.argsort(src_rows, kind="stable")
+    idx = order[np.minimum(np.searchsorted(src_rows, rows, sorter=order), len(src_rows) - 1)]
+    return np.where(src_rows[idx] == rows, values[..., idx], fill).astype(values.dtype)

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from raysys import storage
-from raysys.report.history import BY_EPOCH, by_epoch_bytes, read_by_epoch
+from raysys.report.history import BY_EPOCH, align_rows, by_epoch_bytes, read_by_epoch
 from raysys.report.summary import render_summary
 
 NUMPY_OUTPUTS = ("predictions", "true_labels", "val_rows", "confidences", "embeddings",
@@ -77,20 +77,15 @@ class RunWriter:
         storage.write_json(self.path("training_log.json"), history)
         storage.write_text(self.path("summary.md"), render_summary(history, self.table, info))
 
-
     def _add_epoch(self, epoch: int, rows: np.ndarray, preds: np.ndarray) -> None:
         if self.val_rows is None:
             self.val_rows = rows
         elif not np.array_equal(rows, self.val_rows):  # rare: realign every epoch kept
             union = np.union1d(self.val_rows, rows)
-            where = np.searchsorted(union, self.val_rows)
-            for e, p in self.by_epoch.items():
-                self.by_epoch[e] = np.full(len(union), -1, self.dtype)
-                self.by_epoch[e][where] = p
+            self.by_epoch = {e: align_rows(self.val_rows, p, union)
+                             for e, p in self.by_epoch.items()}
             self.val_rows = union
-        aligned = np.full(len(self.val_rows), -1, self.dtype)
-        aligned[np.searchsorted(self.val_rows, rows)] = preds
-        self.by_epoch[epoch] = aligned
+        self.by_epoch[epoch] = align_rows(rows, np.asarray(preds, self.dtype), self.val_rows)
 
 
 class NullWriter:

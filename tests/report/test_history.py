@@ -33,3 +33,16 @@ def test_best_entry_skips_diverged_and_nan_and_prefers_the_later_tie():
     assert best_entry(h, "val/top1")["epoch"] == 3
     only_bad = [entry(1, **{"val/top1": float("nan"), "diverged": True})]
     assert best_entry(only_bad, "val/top1")["epoch"] == 1
+
+
+def test_align_rows_reindexes_and_fills_rows_it_lacks():
+    import numpy as np
+
+    from raysys.report.history import align_rows
+
+    src, values = np.array([7, 3, 5]), np.array([[1, 2, 3], [4, 5, 6]], np.int16)
+    out = align_rows(src, values, np.array([3, 4, 5, 7]))
+    np.testing.assert_array_equal(out, [[2, -1, 3, 1], [5, -1, 6, 4]])
+    assert out.dtype == np.int16
+    np.testing.assert_array_equal(align_rows(np.zeros(0, int), np.zeros(0), np.array([1])),
+                                  [-1])
