@@ -46,6 +46,18 @@ def timed(cmd: list[str], log: Path) -> float:
     return time.perf_counter() - t
 
 
+def profile(start: float, end: float, log: list[dict], summary: Path) -> dict[str, float]:
+    """Where a run's wall time went, from its own records: the epochs' start and end times
+    (training_log.json) and the report's file time."""
+    first = log[0]["time/end"] - log[0]["time/epoch_s"]
+    report_end = summary.stat().st_mtime
+    return {"start-up (Python, Ray, Train workers, stream) to epoch 1": first - start,
+            "epoch 1": log[0]["time/epoch_s"],
+            f"epochs 2-{len(log)}": log[-1]["time/end"] - log[0]["time/end"],
+            "teardown and report": report_end - log[-1]["time/end"],
+            "shutdown": end - report_end}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -77,9 +89,12 @@ def main() -> None:
               # Train worker's torch threads and the decode actor
               "--set", f"run.cpus_per_worker={os.cpu_count()}",
               *[x for k, v in MODEL.items() for x in ("--set", f"model.{k}={v}")]]
+    start = time.time()
     results = {"raysys": {"seconds": timed(raysys, work / "raysys.log")}}
     log = read_history(str(work / "raysys"))
     results["raysys"]["val_top1"] = max(h["val/top1"] for h in log)
+    results["raysys"]["profile"] = profile(start, start + results["raysys"]["seconds"], log,
+                                           work / "raysys" / "summary.md")
 
     if a.timm_train and Path(a.timm_train).exists():
         timm = [sys.executable, a.timm_train, str(work / "imagefolder"),
@@ -106,6 +121,8 @@ def main() -> None:
     if "timm" in results:
         ratio = results["raysys"]["seconds"] / results["timm"]["seconds"]
         print(f"raysys / timm wall time: {ratio:.2f}x (goal <= 1.0x)")
+    print("raysys's wall time, by phase (s): " + ", ".join(
+        f"{k} {v:.1f}" for k, v in results["raysys"]["profile"].items()))
     print(f"logs: {work}")
 
 

@@ -42,6 +42,9 @@ class DataConfig:
     max_pixels: int = 89_478_485  # PIL's decompression-bomb limit: larger images are refused
     # CSV name,p_female,birth_year: overrides or extends the report's SSA demographics
     demographics: str = ""
+    # The report's floors fit on a seeded sample of at most this many train images, each name
+    # in proportion (report/floors.py): their cost stops growing with the data set.
+    floor_sample: int = 20_000
     # --- decode, crop and batch (raysys/data/decode.py, stream.py)
     img_size: int = 224
     center_crop: float = 1.0  # keep the central fraction of each side first (LFW: face ~0.5)
@@ -140,6 +143,9 @@ class RunConfig:
     # writes every table, array and summary.md, and `raysys report RUN` draws them later.
     figures: bool = True
     seed: int = 0
+    # A local Ray (no cluster to join) starts without its dashboard unless asked: two fewer
+    # processes to start on every run and every test. A cluster's head runs its own.
+    dashboard: bool = False
     wandb: bool = True  # offline unless a W&B key is configured
     wandb_project: str = "raysys"
 
@@ -404,6 +410,7 @@ def validate(cfg: Config) -> Config:
         (d.cpus_per_actor > 0, "data.cpus_per_actor must be > 0"),
         (d.actor_batch_size >= 1, "data.actor_batch_size must be >= 1"),
         (d.top_k >= 0, "data.top_k must be >= 0 (0 = all names)"),
+        (d.floor_sample >= 100, "data.floor_sample must be >= 100, e.g. 20000"),
         (0 <= d.max_bad_fraction <= 1, "data.max_bad_fraction must be in [0, 1], e.g. 0.01"),
         (d.split_by != "group" or d.group_by != "none" or bool(d.group_pattern),
          "data.split_by=group needs data.group_by=parent or a data.group_pattern"),

@@ -217,7 +217,8 @@ def test_writer_killed_mid_write_leaves_the_previous_file_whole(tmp_path, reliab
 def test_a_stale_address_file_starts_a_local_ray_bound_to_localhost(reliability_log):
     """Ray's address file names a cluster that died without `ray stop`: raysys says so within
     seconds and starts a local Ray (Ray's own join would wait for it forever), whose dashboard
-    listens on 127.0.0.1 only, IPv4 or IPv6, with no Ray client server open."""
+    (run.dashboard=true; off by default) listens on 127.0.0.1 only, IPv4 or IPv6, with no Ray
+    client server open."""
     import ray
 
     ray.shutdown()  # this process's Ray: init_ray must start its own here
@@ -246,7 +247,7 @@ def test_a_stale_address_file_starts_a_local_ray_bound_to_localhost(reliability_
             return out
 
         t0 = time.time()
-        init_ray(load_config("micro"))
+        init_ray(load_config("micro", sets=["run.dashboard=true"]))
         port = int(ray._private.worker._global_node.webui_url.rsplit(":", 1)[1])
         listen = listening()
         print(json.dumps({"dashboard": [l for l in listen if l[1] == port],

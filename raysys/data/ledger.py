@@ -18,6 +18,8 @@ import ray
 from raysys.config import DataConfig
 from raysys.data.source import Source
 
+EXAMPLES = 5  # undecodable images named per epoch in the ledger's message
+
 
 @ray.remote(num_cpus=0)
 class RunLedger:
@@ -28,7 +30,11 @@ class RunLedger:
         self.rows, self.max_bad = rows_per_epoch, max_bad_fraction
         self.start = 1
         self.seen: dict = defaultdict(int)
-        self.bad: dict = defaultdict(list)
+        # Per (split, epoch): a count and the first EXAMPLES messages, not every message: a
+        # 100-epoch run at 1% bad of 347k train images would otherwise hold ~350k strings.
+        self.bad: dict = defaultdict(int)
+        self.examples: dict = defaultdict(list)
+        self.val_bad: set[str] = set()  # val is decoded at every evaluation: count a row once
         self.decoder_nodes: set[str] = set()
         self.fatal: str | None = None
         self.fatal_kind = ""  # "bad_data" | "stalled"
@@ -43,6 +49,7 @@ class RunLedger:
         for key in [k for k in self.seen if k[0] == "train" and k[1] >= epoch]:
             self.seen.pop(key)
             self.bad.pop(key, None)
+            self.examples.pop(key, None)
 
     def register(self, rank: int, worker) -> str | None:
         """A worker (re)starting; returns the reason the run was stopped, if it was."""
@@ -69,22 +76,26 @@ class RunLedger:
         self.progressed = time.time()
         self.seen[key] += seen
         if split == "val":  # val kept encoded is decoded at every evaluation: count a row once
-            bad = [b for b in bad if b not in self.bad[key]]
-        self.bad[key] += bad
+            bad = [b for b in bad if b not in self.val_bad]
+            self.val_bad.update(bad)
+        self.bad[key] += len(bad)
+        self.examples[key] += bad[:EXAMPLES - len(self.examples[key])]
         self.decoder_nodes.add(node)
         limit = self.max_bad * self.rows[split]
-        if len(self.bad[key]) > limit and self.fatal is None:
-            n = len(self.bad[key])
+        if self.bad[key] > limit and self.fatal is None:
             self.fatal_kind = "bad_data"
             self.fatal = (
-                f"{n} of {self.rows[split]} {split} images in epoch {epoch} could not be "
-                f"decoded, more than data.max_bad_fraction={self.max_bad:g}. Examples: "
-                + "; ".join(self.bad[key][:5]) + ". Fix or remove them and rebuild the "
+                f"{self.bad[key]} of {self.rows[split]} {split} images in epoch {epoch} could "
+                f"not be decoded, more than data.max_bad_fraction={self.max_bad:g}. Examples: "
+                + "; ".join(self.examples[key]) + ". Fix or remove them and rebuild the "
                 "manifest (`raysys manifest`), or raise data.max_bad_fraction")
         return self.fatal
 
-    def bad_rows(self, split: str, epoch: int) -> list[str]:
-        return list(self.bad.get((split, epoch), []))
+    def bad_count(self, split: str, epoch: int) -> int:
+        return self.bad.get((split, epoch), 0)
+
+    def bad_examples(self, split: str, epoch: int) -> list[str]:
+        return list(self.examples.get((split, epoch), []))
 
     def state(self) -> dict:
         return {"fatal": self.fatal, "kind": self.fatal_kind,

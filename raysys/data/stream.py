@@ -123,18 +123,18 @@ def epoch_units(units: pa.Table, epoch: int, seed: int, rows_per_epoch: int) -> 
     return units.append_column("epoch", pa.array(np.full(units.num_rows, epoch, np.int64)))
 
 
-def expand_epochs(batch: dict[str, np.ndarray], units: pa.Table, seed: int,
-                  rows_per_epoch: int, block_units: int, ledger) -> Iterator[pa.Table]:
-    """epochs -> each epoch's units, in blocks of `block_units` (small blocks: a big one
-    would go to a single decode actor while the rest of the pool idles). Epochs before the
-    ledger's start are skipped, so a stream restarted after a failure resumes at the
-    checkpoint's epoch."""
+def expand_epochs(batch: dict[str, np.ndarray], units: ray.ObjectRef, seed: int,
+                  rows_per_epoch: int, ledger) -> Iterator[pa.Table]:
+    """epochs -> each epoch's units (cut into decode-sized blocks next: in_blocks_of). Epochs
+    before the ledger's start are skipped, so a stream restarted after a failure resumes at
+    the checkpoint's epoch. `units` is a reference: the table (~35 MB of paths at 347k train
+    images) is stored once, not pickled into the dataset that goes to the Train controller
+    and every worker."""
+    units = ray.get(units)
     start = ray.get(ledger.start_epoch.remote())
     for e in batch["epoch"]:
         if int(e) >= start:
-            epoch = epoch_units(units, int(e), seed, rows_per_epoch)
-            for i in range(0, epoch.num_rows, block_units):
-                yield epoch.slice(i, block_units)
+            yield epoch_units(units, int(e), seed, rows_per_epoch)
 
 
 def actor_pool(data: DataConfig, workers: int) -> ray.data.ActorPoolStrategy:
@@ -149,7 +149,7 @@ def decode_kwargs(cfg: Config, source: Source, split: str, ledger) -> dict:
                                       "num_classes": len(source.names), "ledger": ledger},
             "compute": actor_pool(cfg.data, cfg.run.workers),
             "num_cpus": cfg.data.cpus_per_actor,
-            "batch_size": None,  # one block = one call: blocks are cut to actor_batch_size below
+            "batch_size": None,  # one block = one call: blocks are cut to size (rows_per_block)
             "batch_format": "numpy",
             **({"label_selector": dict(p.split("=", 1) for p in cfg.data.decode_selector)}
                if cfg.data.decode_selector else {})}
@@ -176,10 +176,32 @@ def train_stream(cfg: Config, source: Source, ledger) -> ray.data.Dataset:
     # new worker process (Ray warned of 10 processes started on a 2-core machine).
     ds = epochs.map_batches(expand_epochs, batch_size=1, batch_format="numpy", num_cpus=0,
                             compute=ray.data.TaskPoolStrategy(size=1),
-                            fn_kwargs={"units": source.units["train"], "seed": cfg.run.seed,
-                                       "rows_per_epoch": rows, "ledger": ledger,
-                                       "block_units": rows_per_block(cfg, source)})
+                            fn_kwargs={"units": ray.put(source.units["train"]),
+                                       "seed": cfg.run.seed, "rows_per_epoch": rows,
+                                       "ledger": ledger})
+    ds = in_blocks_of(ds, rows_per_block(cfg, source))
     return ds.map_batches(DecodeActor, **decode_kwargs(cfg, source, "train", ledger))
+
+
+def in_blocks_of(ds: ray.data.Dataset, rows: int) -> ray.data.Dataset:
+    """ds cut into blocks of at most `rows` rows, streaming, by tasks that ask for no CPU.
+
+    Ray Data merges what one task yields into blocks of up to 128 MB, and hands a block to one
+    actor whole: the per-epoch expansion's small tables became one block per epoch, so one
+    decode actor decoded a whole epoch in one call (at 434,528 images: 347k images, 3 GB in
+    that actor, the rest of the pool idle; at 224 px it would be ~50 GB). The public
+    `repartition(target_num_rows_per_block=)` does this cut, but its tasks ask for a whole
+    CPU, which a node full of Train workers and decode actors never frees (a run hung so).
+    Private Ray API (the logical operator behind that method), with the resources set;
+    tests/data/test_stream.py checks the decode actors' calls get `rows` units."""
+    from ray.data._internal.logical.interfaces import LogicalPlan
+    from ray.data._internal.logical.operators.map_operator import StreamingRepartition
+
+    op = StreamingRepartition(target_num_rows_per_block=rows, strict=False,
+                              input_dependencies=[ds._logical_plan.dag],
+                              ray_remote_args={"num_cpus": 0},
+                              compute=ray.data.TaskPoolStrategy(size=1))
+    return ray.data.Dataset._from_parent(ds, LogicalPlan(op, ds.context))
 
 
 # --- val: decoded once, or kept encoded and decoded per evaluation ---------------------------

@@ -119,8 +119,9 @@ def init_ray(cfg: Config, verbose: bool = False, spare_cpus: float = 0.0) -> Non
     # its workers every 0.5 s instead of 2 s (it notices the end of a run 1.5 s sooner).
     os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
-    ray.init(address="local", num_cpus=max(cores, math.ceil(need)),
-             dashboard_host="127.0.0.1", **common)
+    dashboard = {"include_dashboard": True, "dashboard_host": "127.0.0.1"} \
+        if cfg.run.dashboard else {"include_dashboard": False}
+    ray.init(address="local", num_cpus=max(cores, math.ceil(need)), **dashboard, **common)
 
 
 def ray_address() -> str | None:

@@ -82,7 +82,7 @@ def run_worker(loop_config: dict) -> None:
         ray.get(ledger.set_start.remote(start_epoch))
     barrier()
     batches = train_batches(cfg, ray.train.get_dataset_shard("train"), device)
-    val_bad = len(ray.get(ledger.bad_rows.remote("val", 0))) if rank == 0 else 0
+    val_bad = ray.get(ledger.bad_count.remote("val", 0)) if rank == 0 else 0
     nodes = [str(n) for n in all_gather_objects(ray.get_runtime_context().get_node_id())]
 
     # --- epochs
@@ -94,15 +94,17 @@ def run_worker(loop_config: dict) -> None:
         tr = train_one_epoch(t, itertools.islice(batches, spe), device)
         train_time = time.time() - t0
         eval_model = t.ema.module if t.ema is not None else t.raw
+        t_eval = time.time()
         local = evaluate(eval_model, val_batches(cfg, device), t.augment, log_prior, t.amp,
                          device)
         # Features and logits are gathered only when the epoch is the best so far.
         local_feats = local.pop("feat", np.zeros((0, eval_model.num_features), np.float32))
         local_logits = local.pop("logits", np.zeros((0, len(counts)), np.float16))
         val = gather_by_row(local or empty_eval(len(counts)))
-        bad = (len(ray.get(ledger.bad_rows.remote("train", epoch))) + val_bad) if rank == 0 \
+        bad = (ray.get(ledger.bad_count.remote("train", epoch)) + val_bad) if rank == 0 \
             else 0
         metrics = epoch_metrics(epoch, tr, val, counts, train_time, time.time() - t0,
+                                eval_time=time.time() - t_eval,
                                 bad_images=int(all_reduce(torch.tensor(float(bad))).item()),
                                 lr=t.optimizer.param_groups[0]["lr"], device=device)
         # Lists go to the training log only (Tune's loggers want scalars): where each rank ran,
@@ -117,7 +119,8 @@ def run_worker(loop_config: dict) -> None:
         if not tr["diverged"] and metrics[metric] >= best:
             best = metrics[metric]
             emb = gather_by_row({"row": local.get("row", np.zeros(0, np.int64)),
-                                 "feat": local_feats, "logits": local_logits})
+                                 "feat": local_feats, "logits": local_logits},
+                                root_only=True)
             labels, preds = val["label"], val["pred_tau0.0"]
             writer.save_best(eval_model.state_dict(), epoch, {
                 "predictions": preds, "true_labels": labels, "val_rows": val["row"],
@@ -144,8 +147,8 @@ def run_worker(loop_config: dict) -> None:
 
 
 def epoch_metrics(epoch: int, tr: dict, val: dict[str, np.ndarray], counts: np.ndarray,
-                  train_time: float, epoch_time: float, *, bad_images: int, lr: float,
-                  device: torch.device) -> dict:
+                  train_time: float, epoch_time: float, *, eval_time: float, bad_images: int,
+                  lr: float, device: torch.device) -> dict:
     """The epoch's scalar record: what Ray Train reports, Tune schedules on, W&B logs and
     training_log.json keeps."""
     labels = val["label"]
@@ -156,7 +159,7 @@ def epoch_metrics(epoch: int, tr: dict, val: dict[str, np.ndarray], counts: np.n
             "train/lr": lr, "train/images": tr["images"],
             "train/img_per_s": tr["images"] / max(train_time, 1e-9),
             "data/wait_frac": tr["data/wait_s"] / max(train_time, 1e-9),
-            "time/epoch_s": epoch_time, "time/end": time.time(),
+            "time/epoch_s": epoch_time, "time/eval_s": eval_time, "time/end": time.time(),
             "gpu/peak_mem_gb": (torch.cuda.max_memory_allocated(device) / 2**30
                                 if device.type == "cuda" else 0.0),
             "data/bad_images": bad_images, "data/num_classes": len(counts)}

@@ -107,6 +107,30 @@ def test_resume_is_exact_and_loads_weights_only(tmp_path):
         torch.testing.assert_close(v, expected[k], rtol=0, atol=0)
 
 
+@pytest.mark.slow
+def test_compiled_model_trains_and_resumes(tmp_path):
+    """optim.compile=true on CPU (inductor): it trains, its checkpoint holds the plain module's
+    keys (the report loads them into an uncompiled model), and a compiled run restored from it
+    continues as the uninterrupted compiled run does."""
+    t = trainee("optim.compile=true", "optim.lr=3e-3")
+    assert t.model is not t.raw  # the step runs on the compiled module
+    first = train_one_epoch(t, batches(1), CPU)
+    save_trainee(t, tmp_path / "s.pt", epoch=1, best=0.0, history=[])
+    second = train_one_epoch(t, batches(2), CPU)
+    assert np.isfinite(first["train/loss"]) and not second["diverged"]
+    state = torch.load(tmp_path / "s.pt", map_location="cpu", weights_only=True)["model"]
+    assert not any("_orig_mod" in k for k in state)
+    plain = trainee()
+    plain.raw.load_state_dict(state)
+
+    t2 = trainee("optim.compile=true", "optim.lr=3e-3")
+    assert restore_trainee(t2, tmp_path / "s.pt")["epoch"] == 1 and t2.step == 3
+    again = train_one_epoch(t2, batches(2), CPU)
+    assert again["train/loss"] == pytest.approx(second["train/loss"], rel=1e-5)
+    for k, v in t2.raw.state_dict().items():
+        torch.testing.assert_close(v, t.raw.state_dict()[k], rtol=1e-5, atol=1e-6)
+
+
 def test_epoch_seeding_separates_ranks_and_epochs_and_repeats():
     def draw(epoch, rank):
         seed_epoch(0, epoch, rank)
