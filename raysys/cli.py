@@ -32,7 +32,6 @@ RUN_FLAGS = {
     "--storage": ("run.storage", "results root: local, shared (/mnt/efs/...) or s3://..."),
     "--metric": ("run.metric", "val/top1 | val/balanced_acc: best model, ASHA, winner"),
     "--seed": ("run.seed", "run seed: shuffle, augmentation and initialisation"),
-    "--dashboard": ("run.dashboard", "start Ray's dashboard with a local Ray (127.0.0.1)"),
 }
 TRAIN_FLAGS = {
     "--out": ("run.out", "run folder (default <storage>/<name>); the same --out resumes"),

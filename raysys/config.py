@@ -143,9 +143,10 @@ class RunConfig:
     # writes every table, array and summary.md, and `raysys report RUN` draws them later.
     figures: bool = True
     seed: int = 0
-    # A local Ray (no cluster to join) starts without its dashboard unless asked: two fewer
-    # processes to start on every run and every test. A cluster's head runs its own.
-    dashboard: bool = False
+    # A local Ray (no cluster to join) starts Ray's dashboard on 127.0.0.1. Off saves its
+    # processes on every run, but with it off a sequential sweep's second trial hung in Ray
+    # Data's from_arrow on the 2-core VM (2026-11-30, not yet understood): on by default.
+    dashboard: bool = True
     wandb: bool = True  # offline unless a W&B key is configured
     wandb_project: str = "raysys"
 
