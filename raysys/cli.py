@@ -160,8 +160,9 @@ def cmd_sweep(a: argparse.Namespace) -> int:
     from raysys import storage
     from raysys.data.source import read_names
     from raysys.sweep import experiments
-    from raysys.sweep.runner import TRIAL_CPUS, run_sweep
-    from raysys.train.cluster import check_shared, init_ray
+    from raysys.sweep.runner import run_sweep, trial_demand
+    from raysys.train.cluster import check_shared
+    from raysys.train.connect import init_ray
     from raysys.train.run import ensure_manifest
 
     if a.list:
@@ -182,7 +183,7 @@ def cmd_sweep(a: argparse.Namespace) -> int:
                              "split_by": "group"}}
     cfg = config_from(a, "micro" if demo else "vit_base", defaults)
     sweep_dir = storage.absolute(a.out or storage.join(cfg.run.storage, "sweeps", a.name))
-    init_ray(cfg, a.verbose, spare_cpus=TRIAL_CPUS)
+    init_ray(trial_demand(cfg)["CPU"], a.verbose)
     check_shared(sweep_dir, cfg)
     if not cfg.data.manifest:  # built once, shared by every trial
         manifest = ensure_manifest(cfg.data, storage.join(sweep_dir, "data"))
@@ -264,11 +265,42 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def resume_command(command: str, argv: list[str], folder: str) -> str:
+    """The command line that continues an interrupted run or sweep: the same one with the run
+    folder given (`--out`, replacing --name and --storage, which only chose it) or, for a
+    sweep, with `--resume`."""
+    import shlex
+
+    if command == "sweep":
+        words = list(argv)
+        if not any(w.split("=", 1)[0] == "--out" for w in words):
+            words += ["--out", folder]
+        words += [] if "--resume" in words else ["--resume"]
+    else:
+        words, skip = [], False
+        for word in argv:
+            if skip:
+                skip = False
+                continue
+            flag = word.split("=", 1)[0]
+            if flag in ("--out", "--name", "--storage"):
+                skip = "=" not in word
+                continue
+            words.append(word)
+        words += ["--out", folder]
+    prog = sys.argv[0]
+    head = ["python", prog] if prog.endswith(".py") and "sweeps" in prog else ["raysys"]
+    if head[0] == "python":  # sweeps/<name>.py passes "sweep <name>" itself
+        words = words[2:]
+    return shlex.join(head + words)
+
+
 def main(argv: list[str] | None = None) -> int:
     from raysys.config import ConfigError
     from raysys.data.manifest import ManifestError
-    from raysys.errors import BadDataError, StallError
+    from raysys.errors import BadDataError, Interrupted, StallError
 
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
@@ -276,6 +308,12 @@ def main(argv: list[str] | None = None) -> int:
             ValueError, ConnectionError) as e:
         print(f"raysys {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:  # Ctrl+C: 128 + SIGINT, as a shell reports it
+        folder = e.folder if isinstance(e, Interrupted) else ""
+        print(f"raysys {args.command}: interrupted" + (
+            f"; resume with: {resume_command(args.command, argv, folder)}" if folder else ""),
+            file=sys.stderr, flush=True)
+        return 130
 
 
 if __name__ == "__main__":

@@ -143,10 +143,6 @@ class RunConfig:
     # writes every table, array and summary.md, and `raysys report RUN` draws them later.
     figures: bool = True
     seed: int = 0
-    # A local Ray (no cluster to join) starts Ray's dashboard on 127.0.0.1. Off saves its
-    # processes on every run, but with it off a sequential sweep's second trial hung in Ray
-    # Data's from_arrow on the 2-core VM (2026-11-30, not yet understood): on by default.
-    dashboard: bool = True
     wandb: bool = True  # offline unless a W&B key is configured
     wandb_project: str = "raysys"
 
@@ -162,7 +158,10 @@ class SweepConfig:
 
 
 # Keys older config.json files hold that no longer do anything.
-RETIRED = {("data", "shuffle_buffer")}  # replaced by the keyed mix of packed rows (stream.py)
+RETIRED = {("data", "shuffle_buffer"),  # replaced by the keyed mix of packed rows (stream.py)
+           # Ray's dashboard serves the state API that Train's placement-group cleaner needs:
+           # a local Ray always starts it (train/connect.py)
+           ("run", "dashboard")}
 
 
 @dataclass

@@ -9,3 +9,12 @@ class BadDataError(RuntimeError):
 class StallError(RuntimeError):
     """The run made no progress while Ray held work it could not place; the message says
     what is pending and on what resource."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """The user stopped a run or a sweep (Ctrl+C); `folder` is where it resumes from (the
+    run's --out, or the sweep's folder), or "" when nothing was started yet."""
+
+    def __init__(self, folder: str = ""):
+        super().__init__(folder)
+        self.folder = folder

@@ -10,9 +10,9 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -41,13 +41,6 @@ def pytest_sessionfinish(session, exitstatus):
 # As init_ray sets for the local Ray it starts (the tests start their own): Train's controller
 # polls every 0.5 s, not 2 s.
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on now (for a dashboard, a moto server, or a dead address)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def micro(manifest, out, *sets: str):
@@ -83,13 +76,22 @@ def ray_local():
     multi-node cluster (test_multinode.py) replaces it for its own tests."""
     import ray
 
+    local_ray()
+    yield ray
+
+
+def local_ray() -> None:
+    """This process's Ray as the local tests share it (started as `raysys` starts one)."""
+    import ray
+
+    from raysys.train.connect import start_local_ray
+
     if ray.is_initialized() and os.environ.get("RAYSYS_TEST_RAY") != "local":
         ray.shutdown()
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=4, num_gpus=0, object_store_memory=512 * 2**20,
-                 log_to_driver=False)
+        start_local_ray(num_cpus=4, num_gpus=0, object_store_memory=512 * 2**20,
+                        log_to_driver=False)
         os.environ["RAYSYS_TEST_RAY"] = "local"
-    yield ray
 
 
 @pytest.fixture(scope="session")
@@ -107,15 +109,9 @@ def lfw_index() -> Path:
 def straight_run(demo_manifest, tmp_path_factory):
     """One worker, 4 epochs, uninterrupted: the reference a resumed run of the same config is
     compared with. Trained once per session, on first use."""
-    import ray
-
     from raysys.train.run import fit
 
-    if not ray.is_initialized() or os.environ.get("RAYSYS_TEST_RAY") != "local":
-        ray.shutdown()
-        ray.init(address="local", num_cpus=4, num_gpus=0, object_store_memory=512 * 2**20,
-                 log_to_driver=False)
-        os.environ["RAYSYS_TEST_RAY"] = "local"
+    local_ray()
     out = tmp_path_factory.mktemp("straight") / "run"
     return out, fit(micro(demo_manifest, out, "optim.epochs=4"))
 
@@ -126,7 +122,8 @@ RELIABILITY_MD = Path(__file__).resolve().parents[1] / "benchmarks" / "RELIABILI
 # and benchmarks/RELIABILITY.md is rebuilt from this run's records alone.
 REQUIRED_RECORDS = ("s3-keys", "node-sigkill", "trial-node-sigkill", "job-key",
                     "job-driver-sigkill", "unplaceable", "image-deleted", "env-keys",
-                    "writer-killed", "stale-address")
+                    "writer-killed", "stale-address", "leaked-group", "two-commands", "ctrl-c",
+                    "unplaceable-before-training", "token-auth")
 _RECORDS: list[dict] = []
 
 
@@ -157,3 +154,34 @@ def _write_reliability(session) -> None:
     from benchmarks.reliability_table import render
 
     RELIABILITY_MD.write_text(render(rows, str(RELIABILITY_JSON)))
+
+
+# Made by the first Ray Data execution of a Ray, detached, for as long as that Ray lives.
+RAY_DATA_ACTORS = {"_StatsActor", "ActorLocationTracker", "_AutoscalingCoordinatorActor"}
+# The actors of one run or sweep trial: all of them end with it.
+RUN_ACTORS = {"TrainController", "RayTrainWorker", "SynchronizationActor", "DatasetManager",
+              "SplitCoordinator", "PlacementGroupCleaner", "RunLedger"}
+
+
+def ray_leftovers(settle_s: float = 20.0) -> tuple[dict, list]:
+    """What Ray holds now: live actors by class, and placement groups not removed by shape and
+    owner.
+    Read once a run that just ended has ended in Ray too (its actors die, and a killed
+    controller's group is removed, within seconds), or after `settle_s` as it is."""
+    import collections
+
+    import ray
+
+    from raysys.train.reservations import placement_groups
+
+    deadline = time.time() + settle_s
+    while True:
+        actors = collections.Counter(a["ActorClassName"] for a in ray._private.state.actors()
+                                     .values() if a["State"] != "DEAD")
+        groups = [g for g in placement_groups() if g.state != "REMOVED"]
+        ending = RUN_ACTORS & set(actors) or any(g.creator_dead and g.creator for g in groups)
+        if not ending or time.time() > deadline:
+            return dict(actors), sorted(f"{g.strategy} {g.shape()} of "
+                                        f"{'an actor' if g.creator else 'the driver'}"
+                                        for g in groups)
+        time.sleep(0.5)

@@ -82,10 +82,10 @@ def test_make_demo_path_resolves_the_demo_data_and_the_micro_preset(tmp_path, mo
     import runpy
 
     from raysys.sweep import runner
-    from raysys.train import cluster
+    from raysys.train import cluster, connect
 
     monkeypatch.chdir(tmp_path)  # results/ (demo data and sweep folder) lands here
-    monkeypatch.setattr(cluster, "init_ray", lambda *a, **k: None)
+    monkeypatch.setattr(connect, "init_ray", lambda *a, **k: None)
     monkeypatch.setattr(cluster, "check_shared", lambda *a, **k: None)
     calls = []
     monkeypatch.setattr(runner, "run_sweep", lambda exp, cfg, sweep_dir, **kw: calls.append(

@@ -22,7 +22,7 @@ from raysys import storage
 from raysys.config import load_config
 from raysys.sweep.experiments import Experiment, grid
 from raysys.sweep.runner import run_sweep
-from tests.conftest import free_port
+from raysys.train.connect import free_port
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]

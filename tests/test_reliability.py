@@ -22,8 +22,9 @@ from PIL import Image
 from raysys.config import DataConfig
 from raysys.data.manifest import build_manifest, read_manifest, write_manifest
 from raysys.errors import StallError
+from raysys.train.connect import free_port
 from raysys.train.run import fit
-from tests.conftest import free_port, micro
+from tests.conftest import micro
 
 FAKE_SECRETS = {"WANDB_API_KEY": "fakewandbkey0123456789abcdef0123456789abcd",
                 "AWS_ACCESS_KEY_ID": "AKIAFAKEFAKEFAKE9999",
@@ -53,7 +54,7 @@ def test_a_run_that_cannot_place_its_decode_actors_stops_with_a_message(
     finally:
         ray_local.kill(squatter)
     message = str(stopped.value)
-    assert "no training progress for" in message and "DecodeActor" in message, message
+    assert "no progress for" in message and "DecodeActor" in message, message
     assert "wanting {'CPU': 0.5}" in message and "run.stall_timeout_s" in message, message
     log = tmp_path / "run" / "training_log.json"
     assert not log.exists() or json.loads(log.read_text()) == []
@@ -217,16 +218,14 @@ def test_writer_killed_mid_write_leaves_the_previous_file_whole(tmp_path, reliab
 def test_a_stale_address_file_starts_a_local_ray_bound_to_localhost(reliability_log):
     """Ray's address file names a cluster that died without `ray stop`: raysys says so within
     seconds and starts a local Ray (Ray's own join would wait for it forever), whose dashboard
-    (run.dashboard, on by default) listens on 127.0.0.1 only, IPv4 or IPv6, with no Ray
-    client server open."""
+    listens on 127.0.0.1 only, IPv4 or IPv6, with no Ray client server open."""
     import ray
 
     ray.shutdown()  # this process's Ray: init_ray must start its own here
     os.environ.pop("RAYSYS_TEST_RAY", None)
     probe = textwrap.dedent("""
         import json, ray, sys, time
-        from raysys.config import load_config
-        from raysys.train.cluster import init_ray
+        from raysys.train.connect import init_ray
 
         def listening():  # (ip, port) of every listening TCP socket, IPv4 and IPv6, from /proc
             out = []
@@ -247,7 +246,7 @@ def test_a_stale_address_file_starts_a_local_ray_bound_to_localhost(reliability_
             return out
 
         t0 = time.time()
-        init_ray(load_config("micro", sets=["run.dashboard=true"]))
+        init_ray(1)
         port = int(ray._private.worker._global_node.webui_url.rsplit(":", 1)[1])
         listen = listening()
         print(json.dumps({"dashboard": [l for l in listen if l[1] == port],

@@ -4,7 +4,8 @@ share.
 - The decode actors report the rows they dropped; an epoch over data.max_bad_fraction stops
   the run with a message naming examples.
 - Rank 0 sets the epoch a (re)started train stream begins at; every rank registers itself, so
-  the driver's watchdog can stop a run that makes no progress (train/watchdog.py).
+  the driver's watchdog can stop a run that makes no progress, or one the user interrupts
+  (train/watchdog.py).
 - Rank 0 sends its one-line epoch summaries, which the driver prints (train/console.py).
 """
 
@@ -37,15 +38,15 @@ class RunLedger:
         self.val_bad: set[str] = set()  # val is decoded at every evaluation: count a row once
         self.decoder_nodes: set[str] = set()
         self.fatal: str | None = None
-        self.fatal_kind = ""  # "bad_data" | "stalled"
+        self.fatal_kind = ""  # "bad_data" | "stalled" | "interrupted"
         self.lines: list[str] = []
         self.workers: dict[int, object] = {}  # rank -> its Train worker actor
-        self.started, self.progressed = 0.0, 0.0  # when workers started; last sign of life
+        self.progressed = 0.0  # the stream's or rank 0's last sign of life
 
     def set_start(self, epoch: int) -> None:
         """A (re)started train stream begins here; counts of epochs it replays start over."""
         self.start = epoch
-        self.started = self.progressed = time.time()
+        self.progressed = time.time()
         for key in [k for k in self.seen if k[0] == "train" and k[1] >= epoch]:
             self.seen.pop(key)
             self.bad.pop(key, None)
@@ -56,15 +57,14 @@ class RunLedger:
         self.workers[rank] = worker
         return self.fatal
 
-    def idle_s(self) -> float | None:
-        """Seconds since the stream or rank 0 last showed progress; None before the workers
-        start (they may wait for nodes: that is the autoscaler's time, not a stall)."""
-        return time.time() - self.progressed if self.started else None
+    def progressed_at(self) -> float:
+        """When the stream or rank 0 last showed progress (0: not yet)."""
+        return self.progressed
 
-    def stop(self, reason: str) -> list:
-        """Mark the run stalled; returns the worker actors to end."""
+    def stop(self, reason: str, kind: str) -> list:
+        """Mark the run stopped ("stalled", "interrupted"); returns the worker actors to end."""
         if self.fatal is None:
-            self.fatal, self.fatal_kind = reason, "stalled"
+            self.fatal, self.fatal_kind = reason, kind
         return list(self.workers.values())
 
     def start_epoch(self) -> int:

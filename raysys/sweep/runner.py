@@ -8,7 +8,10 @@ stop kills the trial actor before `fit()` returns; the sweep report is built fro
 
 from __future__ import annotations
 
+import logging
 import math
+import signal
+import threading
 import time
 
 import ray
@@ -18,13 +21,16 @@ from ray.tune.search.optuna import OptunaSearch
 
 from raysys import storage
 from raysys.config import Config
+from raysys.errors import Interrupted, StallError
 from raysys.report.floors import compute_floors
 from raysys.report.history import run_status
 from raysys.sweep.experiments import Experiment
 from raysys.sweep.report import write_report
 from raysys.sweep.trial import run_trial
 from raysys.train.cluster import check_placement, growth_capacity, run_demand
+from raysys.train.reservations import remove_leaked_groups
 from raysys.train.tracking import wandb_callbacks
+from raysys.train.watchdog import Watchdog
 
 # --- how many trials at once ------------------------------------------------------------------
 
@@ -80,12 +86,84 @@ class EpochLines(tune.Callback):
         print(f"[{trial.trial_id}] failed: {str(trial.error_file or '')}", flush=True)
 
 
+# --- what a sweep leaves behind, its stalls and Ctrl+C -----------------------------------------
+
+class SweepGuard(tune.Callback):
+    """On the driver, in Tune's loop:
+
+    - every few seconds, removes the placement groups that stopped trials' controllers left
+      (train/reservations.py): an ASHA stop kills a trial's controller, not its job;
+    - the sweep's own stall: no trial running, trials waiting, and no progress for
+      run.stall_timeout_s while the cluster cannot place what they need (a trial's own run is
+      watched inside the trial);
+    - Ctrl+C: noted, so the sweep ends with raysys's resume command. Tune stops the experiment
+      and saves its state either way (for a stall, through its SIGUSR1 handler).
+
+    Tune pickles its callbacks with the sweep and runs the unpickled copies when it is
+    restored: `SweepGuard.active` is the instance Tune set up."""
+
+    CLEAN_EVERY_S = 2.0
+    active: SweepGuard | None = None
+
+    def __init__(self, stall_timeout_s: float):
+        self.timeout = stall_timeout_s
+
+    def __getstate__(self) -> dict:
+        return {"timeout": self.timeout}
+
+    def setup(self, **info):
+        SweepGuard.active = self
+        self.dog = Watchdog(self.timeout)  # its check(), from Tune's loop: no thread
+        self.cleaned, self.interrupted = 0.0, False
+        if threading.current_thread() is not threading.main_thread():
+            return
+        tune_handler = signal.getsignal(signal.SIGINT)  # set by Tune just before setup()
+
+        def noted(signum, frame):
+            self.interrupted = True
+            if callable(tune_handler):
+                tune_handler(signum, frame)
+
+        signal.signal(signal.SIGINT, noted)
+
+    def on_step_end(self, iteration, trials, **info):
+        now = time.time()
+        if now - self.cleaned >= self.CLEAN_EVERY_S:
+            self.cleaned = now
+            remove_leaked_groups()
+        if any(t.status == "RUNNING" for t in trials) or not any(
+                t.status == "PENDING" for t in trials):
+            self.dog.progress()
+        elif self.timeout > 0 and self.dog.stalled is None:
+            message = self.dog.check()
+            if message:
+                self.dog.stalled = message
+                signal.raise_signal(signal.SIGUSR1)  # Tune: stop, save the state
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.dog.progress()
+
+
+def quiet_tune_restore_hint() -> None:
+    """Tune's "Resume experiment with: Tuner.restore(path=..., trainable=...)" names an API the
+    user does not call: raysys prints its own command (cli.py)."""
+    log = logging.getLogger("ray.tune.tune")
+    if not any(getattr(f, "raysys", False) for f in log.filters):
+        hint = logging.Filter()
+        hint.filter = lambda record: "Tuner.restore" not in record.getMessage()
+        hint.raysys = True
+        log.addFilter(hint)
+
+
 # --- the sweep --------------------------------------------------------------------------------
 
 def run_sweep(exp: Experiment, base: Config, sweep_dir: str, *, resume: bool = False,
               verbose: bool = False) -> str:
-    """Run (or resume) the sweep; returns the path of its summary.md."""
+    """Run (or resume) the sweep; returns the path of its summary.md. Ctrl+C raises Interrupted,
+    a stall StallError; either way Tune has saved the sweep, and `--resume` continues it."""
     sweep_dir = storage.absolute(sweep_dir)
+    SweepGuard.active = None
+    quiet_tune_restore_hint()
     check_placement(base)  # refused before any trial starts, not once per trial
     storage.makedirs(sweep_dir)
     fs, path = storage.filesystem(sweep_dir)
@@ -120,10 +198,16 @@ def run_sweep(exp: Experiment, base: Config, sweep_dir: str, *, resume: bool = F
                 name=storage.basename(sweep_dir), storage_path=storage.parent(path),
                 storage_filesystem=uri_fs,
                 failure_config=tune.FailureConfig(max_failures=base.run.max_failures),
-                callbacks=[EpochLines(base.optim.epochs),
+                callbacks=[EpochLines(base.optim.epochs), SweepGuard(base.run.stall_timeout_s),
                            *wandb_callbacks(base, exp.name, sweep_dir)],
                 verbose=1 if verbose else 0),
         )
     results = tuner.fit()
+    remove_leaked_groups(wait_s=10)  # the last trials': a stopped trial cannot clean up
+    guard = SweepGuard.active
+    if guard is not None and guard.interrupted:
+        raise Interrupted(sweep_dir)
+    if guard is not None and guard.dog.stalled:
+        raise StallError(guard.dog.stalled)
     return write_report(exp, results, sweep_dir, metric=base.run.metric, max_t=base.optim.epochs,
                         floors=compute_floors(base.data, base.run.seed))

@@ -1,53 +1,18 @@
-"""Joining Ray, and what a run asks of the cluster: the CPUs and GPUs one run holds at once,
-whether they can be placed on the cluster's nodes, what the cluster can grow to, and whether
-the run folder is visible from every node."""
+"""What a run asks of the cluster: the CPUs and GPUs one run holds at once, whether they can be
+placed on the cluster's nodes, what the cluster can grow to, and whether the run folder is
+visible from every node. (Joining Ray: connect.py.)"""
 
 from __future__ import annotations
 
-import json
-import logging
 import math
 import os
-import socket
 import uuid
-from urllib.parse import urlparse
 
 import ray
 
 from raysys import storage
 from raysys.config import Config, ConfigError
-
-# Set by Ray's job supervisor in a submitted job's driver: the job's runtime env, as JSON.
-JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
-PROBE_TIMEOUT_S = 3.0
-
-FORWARDED_ENV_PREFIXES = ("WANDB_", "RAYSYS_")
-FORWARDED_ENV = ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION")
-
-
-def forwarded_env() -> dict[str, str]:
-    """What Train workers and Tune trials need from the driver's environment: W&B settings,
-    raysys's own and the S3 endpoint. Ray forwards only its own variables."""
-    return {k: v for k, v in os.environ.items()
-            if k.startswith(FORWARDED_ENV_PREFIXES) or k in FORWARDED_ENV}
-
-
-def runtime_env_vars() -> dict[str, str]:
-    """forwarded_env, less what a submitted job already carries. The job supervisor puts the
-    job's env vars into the driver's environment and every task's; a driver that sends the
-    same keys again in ray.init is refused ("Failed to merge the Job's runtime env"), with
-    both envs printed, secrets included."""
-    env = forwarded_env()
-    job = os.environ.get(JOB_CONFIG_ENV)
-    if job:
-        carried = (json.loads(job).get("runtime_env") or {}).get("env_vars") or {}
-        env = {k: v for k, v in env.items() if k not in carried}
-    return env
-
-
-def in_job() -> bool:
-    """This process is the driver of a `ray job submit` job."""
-    return JOB_CONFIG_ENV in os.environ
+from raysys.train.connect import in_job
 
 
 def run_demand(cfg: Config) -> dict[str, float]:
@@ -55,101 +20,6 @@ def run_demand(cfg: Config) -> dict[str, float]:
     The stream's short helper tasks ask for no CPU (data/stream.py)."""
     cpu = cfg.run.workers * (cfg.run.cpus_per_worker + cfg.data.cpus_per_actor)
     return {"CPU": cpu, "GPU": float(cfg.run.workers if cfg.run.gpus else 0)}
-
-
-def quiet_ray(verbose: bool) -> None:
-    """Ray's tables, execution plans and internal log lines are one flag away (--verbose);
-    by default the console shows our lines only. Set before Ray and Tune print anything."""
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = verbose
-    ctx.print_on_execution_start = verbose
-    if not verbose:
-        from ray.util.debug import log_once
-
-        log_once("ray_data_progress_manager_disabled")  # "Progress bars disabled": we know
-        import optuna
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy engine honours verbose=0
-        os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
-        logging.getLogger("ray.tune").setLevel(logging.WARNING)
-        logging.getLogger("ray.train").setLevel(logging.WARNING)
-
-
-def init_ray(cfg: Config, verbose: bool = False, spare_cpus: float = 0.0) -> None:
-    """Join RAY_ADDRESS, or the cluster running on this machine (`ray start`, `ray attach`,
-    `ray up`); only when there is none, start a local Ray. Resources are never passed to an
-    existing cluster; a local one gets extra logical CPUs only where this machine has fewer
-    than one run needs (run_demand, plus `spare_cpus`: a sweep's trial function).
-
-    The address is probed first: Ray's own join waits forever on an address file left by a Ray
-    that died without `ray stop`. An explicit RAY_ADDRESS that does not answer fails in seconds;
-    a stale address file is reported in one line, and a local Ray starts instead."""
-    quiet_ray(verbose)
-    if ray.is_initialized():
-        return
-    env = runtime_env_vars()
-    common = {"log_to_driver": verbose, "logging_level": logging.INFO if verbose else
-              logging.ERROR, "runtime_env": {"env_vars": env} if env else None}
-    explicit = os.environ.get("RAY_ADDRESS", "")
-    address = ray_address()
-    if address and answers(address):
-        try:
-            ray.init(address=address, **common)
-        except ValueError as e:  # never echo a runtime env: it holds the job's secrets
-            if "runtime env" not in str(e):
-                raise
-            raise ConnectionError(f"joining the Ray at {address}: Ray could not merge the job's "
-                                  f"runtime env with raysys's (keys {sorted(env)})") from None
-        return
-    if explicit:
-        raise ConnectionError(
-            f"RAY_ADDRESS={explicit}: nothing answers at {address or explicit} within "
-            f"{PROBE_TIMEOUT_S:g} s. Point it at a running cluster's head (host:6379), or unset "
-            "it to start a local Ray")
-    if address:
-        print(f"raysys: Ray's address file names a cluster at {address} that does not answer "
-              "(a Ray that stopped without `ray stop`; `ray stop` clears it): starting a local "
-              "Ray", flush=True)
-    need = run_demand(cfg)["CPU"] + spare_cpus
-    cores = os.cpu_count() or 1
-    # One machine: no node can be drained or preempted, so Train's preemption watcher (an
-    # extra process to start on every run) has nothing to watch; and the controller may poll
-    # its workers every 0.5 s instead of 2 s (it notices the end of a run 1.5 s sooner).
-    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
-    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
-    dashboard = {"include_dashboard": True, "dashboard_host": "127.0.0.1"} \
-        if cfg.run.dashboard else {"include_dashboard": False}
-    ray.init(address="local", num_cpus=max(cores, math.ceil(need)), **dashboard, **common)
-
-
-def ray_address() -> str | None:
-    """Where ray.init(address="auto") would go: RAY_ADDRESS, else the cluster this machine
-    started last (Ray's address file), else None.
-
-    Private API: Ray has no public call that resolves the address without connecting (and
-    connecting to a dead address waits forever). A test fails if it goes away
-    (tests/train/test_ray_private.py)."""
-    from ray._private.services import canonicalize_bootstrap_address
-
-    explicit = os.environ.get("RAY_ADDRESS", "")
-    if explicit.startswith(("ray://", "http://", "https://")):
-        return explicit  # Ray Client, or a dashboard URL: probed as given
-    try:
-        return canonicalize_bootstrap_address(None)
-    except (ConnectionError, ValueError):
-        return explicit or None
-
-
-def answers(address: str, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
-    """Something accepts a TCP connection at host:port."""
-    parsed = urlparse(address if "://" in address else f"tcp://{address}")
-    try:
-        socket.create_connection((parsed.hostname, parsed.port), timeout=timeout_s).close()
-        return True
-    except (OSError, ValueError, TypeError):
-        return False
 
 
 # --- what the cluster has, and can grow to ---------------------------------------------------

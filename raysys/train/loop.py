@@ -45,6 +45,11 @@ def run_worker(loop_config: dict) -> None:
     names, counts = loop_config["names"], np.asarray(loop_config["train_counts"], np.float64)
     ledger, spe, run_dir = loop_config["ledger"], loop_config["steps_per_epoch"], cfg.run.out
     rank = ray.train.get_context().get_world_rank()
+    # A run the driver stopped (a stall, Ctrl+C) is not restarted; registered, a worker can be
+    # stopped by the driver.
+    stopped = ray.get(ledger.register.remote(rank, ray.get_runtime_context().current_actor))
+    if stopped:
+        raise RuntimeError(stopped)
     device = ray.train.torch.get_device()
     metric, seed = cfg.run.metric, cfg.run.seed
     random_seed(derived_seed(seed), 0)  # the same initial weights on every rank and every run
@@ -66,18 +71,14 @@ def run_worker(loop_config: dict) -> None:
     writer = RunWriter(run_dir, cfg.to_dict(), names, start_epoch) if rank == 0 \
         else NullWriter()
     say = Console(rank, ledger, cfg.run.name)
-    if start_epoch > 1:
-        say(f"resumed at epoch {start_epoch} (best {metric} {best:.4f})")
     wandb_run = start_wandb(cfg, cfg.run.name, loop_config["wandb_dir"], rank)
     info = {"run_name": cfg.run.name, "arch": cfg.model.arch, "epochs": cfg.optim.epochs,
             "metric": metric, "device": device.type, "class_weights": cfg.loss.class_weights}
 
     # --- data: the train stream starts at start_epoch (the ledger tells the stream's first
-    # stage), and it must know before any rank starts pulling. A run the driver stopped (a
-    # stall) is not restarted.
-    stopped = ray.get(ledger.register.remote(rank, ray.get_runtime_context().current_actor))
-    if stopped:
-        raise RuntimeError(stopped)
+    # stage), and it must know before any rank starts pulling.
+    if start_epoch > 1:
+        say(f"resumed at epoch {start_epoch} (best {metric} {best:.4f})")
     if rank == 0:
         ray.get(ledger.set_start.remote(start_epoch))
     barrier()

@@ -22,10 +22,12 @@ from raysys.data.ledger import create_ledger
 from raysys.data.manifest import build_manifest, format_report, write_manifest
 from raysys.data.source import Source, load_source
 from raysys.data.stream import SplitConfig, train_stream, val_dataset
-from raysys.errors import BadDataError, StallError
+from raysys.errors import BadDataError, Interrupted, StallError
 from raysys.report.history import best_entry, read_history
-from raysys.train.cluster import check_placement, check_shared, forwarded_env, init_ray
+from raysys.train.cluster import check_placement, check_shared, run_demand
+from raysys.train.connect import forwarded_env, init_ray
 from raysys.train.console import EchoLedger
+from raysys.train.reservations import remove_leaked_groups
 from raysys.train.watchdog import Watchdog
 
 MANIFEST_KEYS = ("index_dir", "split_by", "group_by", "group_pattern", "val_fraction",
@@ -119,12 +121,12 @@ def build_trainer(cfg: Config, source: Source, ledger, callbacks: list | None = 
     )
 
 
-STOPS = {"bad_data": BadDataError, "stalled": StallError}
+STOPS = {"bad_data": BadDataError, "stalled": StallError, "interrupted": Interrupted}
 
 
 @contextmanager
 def stops_as_errors(ledger):
-    """A run the ledger stopped (too many undecodable images, or a stall) surfaces as that
+    """A run the ledger stopped (too many undecodable images, a stall, Ctrl+C) surfaces as that
     error with the ledger's message (what happened and the fix), not as the Ray error that
     carried it."""
     try:
@@ -136,26 +138,47 @@ def stops_as_errors(ledger):
         raise e
 
 
-def fit_trainer(cfg: Config, callbacks: list | None = None, echo: bool = True
+def fit_trainer(cfg: Config, dog: Watchdog, callbacks: list | None = None, echo: bool = True
                 ) -> ray.train.Result:
     """Build this run's data, ledger and TorchTrainer, and fit it: the part `fit` and a sweep's
-    trial function share (a sweep prints from Tune's side instead: echo=False)."""
+    trial function share (a sweep prints from Tune's side instead: echo=False). The run leaves
+    nothing behind in Ray: its ledger ends with it, and a placement group a dead controller
+    left is removed."""
     placement = check_placement(cfg)
     storage.write_text(storage.join(cfg.run.out, "config.json"), cfg.to_json())
     source = load_checked_source(cfg)
     ledger = create_ledger(source, cfg.data)
-    with EchoLedger(ledger, cfg.run.out) if echo else nullcontext(), \
-            Watchdog(ledger, cfg.run.stall_timeout_s), stops_as_errors(ledger):
-        return build_trainer(cfg, source, ledger, callbacks, placement).fit()
+    dog.attach(ledger)
+    try:
+        with EchoLedger(ledger, cfg.run.out) if echo else nullcontext(), \
+                stops_as_errors(ledger):
+            trainer = build_trainer(cfg, source, ledger, callbacks, placement)
+            dog.raise_if_stopped()
+            return trainer.fit()
+    finally:
+        dog.detach()
+        ray.kill(ledger)
+        remove_leaked_groups()
 
 
 def fit(cfg: Config, verbose: bool = False) -> dict:
-    """Train one run; returns its folder and best epoch, read back from the run's storage."""
+    """Train one run; returns its folder and best epoch, read back from the run's storage.
+    Watched from `ray.init` to the report (train/watchdog.py); Ctrl+C raises Interrupted with
+    the run folder that the same command, given `--out`, resumes from."""
     cfg = resolve_run(validate(cfg))
-    init_ray(cfg, verbose)
+    init_ray(run_demand(cfg)["CPU"], verbose)
+    try:
+        with Watchdog(cfg.run.stall_timeout_s) as dog:
+            return dog.call(train_and_report, cfg, dog)
+    except KeyboardInterrupt:
+        raise Interrupted(cfg.run.out) from None
+
+
+def train_and_report(cfg: Config, dog: Watchdog) -> dict:
     check_shared(cfg.run.out, cfg)
     print(f"raysys train {cfg.run.name}: {cfg.batch_line()}", flush=True)
-    result = fit_trainer(cfg)
+    result = fit_trainer(cfg, dog)
+    dog.progress()
     from raysys.report.build import build_report  # matplotlib, sklearn: not before training
 
     build_report(cfg.run.out)  # reads back what training wrote

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from raysys.config import ConfigError, load_config
-from raysys.train import cluster
+from raysys.train import cluster, connect
 
 HEAD = ({"CPU": 0.0, "GPU": 0.0}, {"raysys-role": "head"})
 FOUR = ({"CPU": 4.0, "GPU": 0.0}, {"raysys-role": "gpu-worker"})
@@ -91,7 +91,7 @@ def test_a_folder_inside_a_jobs_working_directory_is_refused(monkeypatch, tmp_pa
     project: the report could not find rank 0's files, and Ray deletes it after the job."""
     _one_head(monkeypatch, [])
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv(cluster.JOB_CONFIG_ENV, json.dumps({"runtime_env": {}}))
+    monkeypatch.setenv(connect.JOB_CONFIG_ENV, json.dumps({"runtime_env": {}}))
     with pytest.raises(ValueError, match="inside this job's working directory"):
         cluster.check_shared(str(tmp_path / "results" / "run"), cfg())
 
@@ -101,11 +101,11 @@ def test_a_jobs_env_vars_are_not_sent_again(monkeypatch):
     both runtime envs, the W&B key in clear."""
     monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
     monkeypatch.setenv("WANDB_PROJECT", "p")
-    monkeypatch.delenv(cluster.JOB_CONFIG_ENV, raising=False)
-    assert {"WANDB_API_KEY", "WANDB_PROJECT"} <= set(cluster.runtime_env_vars())
+    monkeypatch.delenv(connect.JOB_CONFIG_ENV, raising=False)
+    assert {"WANDB_API_KEY", "WANDB_PROJECT"} <= set(connect.runtime_env_vars())
     job = {"runtime_env": {"working_dir": "x", "env_vars": {"WANDB_API_KEY": "k" * 40}}}
-    monkeypatch.setenv(cluster.JOB_CONFIG_ENV, json.dumps(job))
-    env = cluster.runtime_env_vars()
+    monkeypatch.setenv(connect.JOB_CONFIG_ENV, json.dumps(job))
+    env = connect.runtime_env_vars()
     assert "WANDB_API_KEY" not in env and env["WANDB_PROJECT"] == "p"
 
 
@@ -118,5 +118,5 @@ def test_network_file_systems_count_as_shared():
 
 
 def test_nothing_answers_on_a_closed_port():
-    assert not cluster.answers("127.0.0.1:9", timeout_s=0.5)
-    assert not cluster.answers("not-an-address")
+    assert not connect.answers("127.0.0.1:9", timeout_s=0.5)
+    assert not connect.answers("not-an-address")
