@@ -89,3 +89,35 @@ def test_the_heads_role_lets_the_autoscaler_start_gpu_nodes():
     readme = (CLUSTER / "README.md").read_text()
     for name in ("head-policy.json", "worker-policy.json", "trust-ec2.json"):
         assert f"cluster/iam/{name}" in readme, name
+
+
+def test_autoscaler_v2_can_set_up_every_node_type():
+    """What Ray's autoscaler v2 (the default of `ray up` in 2.60) reads before a node joins,
+    through its own code: the docker config of each node type (RayInstaller.install_ray reads
+    `image`; gpu.yaml once had only head_image/worker_image and every new node failed setup),
+    the command runner built on it, the commands it runs, and the node's resources and labels
+    it starts Ray with."""
+    import subprocess
+
+    from ray.autoscaler._private.command_runner import DockerCommandRunner
+    from ray.autoscaler.v2.instance_manager.config import AutoscalingConfig
+
+    cfg = _cfg()
+    config = AutoscalingConfig(cfg, skip_content_hash=True)
+    images = {cfg["head_node_type"]: cfg["docker"]["head_image"]}
+    for node_type in cfg["available_node_types"]:
+        docker = config.get_docker_config(node_type)
+        assert docker["image"] == images.get(node_type, cfg["docker"]["worker_image"])
+        runner = DockerCommandRunner(docker, log_prefix="", node_id="i-0", provider=None,
+                                     auth_config=cfg["auth"], cluster_name=cfg["cluster_name"],
+                                     process_runner=subprocess, use_internal_ip=True)
+        assert runner.docker_config["image"] == docker["image"]
+        assert config.get_initialization_commands(node_type) == cfg["initialization_commands"]
+        assert config.get_node_resources(node_type) == \
+            cfg["available_node_types"][node_type]["resources"]
+        assert config.get_node_labels(node_type) == cfg["available_node_types"][node_type]["labels"]
+    assert config.get_worker_setup_commands("gpu_worker") == \
+        cfg["setup_commands"] + cfg["worker_setup_commands"]  # the installs, then the GPU check
+    assert config.get_worker_start_ray_commands() == cfg["worker_start_ray_commands"]
+    assert config.get_idle_timeout_s() == cfg["idle_timeout_minutes"] * 60
+    assert config.get_max_num_worker_nodes() == cfg["max_workers"]

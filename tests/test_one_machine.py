@@ -93,7 +93,8 @@ def test_ctrl_c_exits_130_with_the_command_that_resumes(ray_local, demo_manifest
          "3", "--name", "to-be-replaced", "--storage", str(tmp_path / "elsewhere"), "--out",
          str(run), "--set", "run.figures=false"],
         stdout=log.open("w"), stderr=subprocess.STDOUT, env=_own_ray_env(ray_tmp))
-    _wait_for(log, "epoch 1/3", proc)
+    snapshot = run / "checkpoints" / "checkpoint_manager_snapshot.json"
+    _wait_for(snapshot, "checkpoint_", proc)  # epoch 1's checkpoint, registered by Train
     sent = time.time()
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=120) == 130, log.read_text()[-3000:]
