@@ -38,9 +38,11 @@ def pytest_sessionfinish(session, exitstatus):
     else:
         os.environ["RAY_AUTH_TOKEN_PATH"] = _SAVED_TOKEN_PATH
     shutil.rmtree(_AUTH_DIR, ignore_errors=True)
-# As init_ray sets for the local Ray it starts (the tests start their own): Train's controller
-# polls every 0.5 s, not 2 s.
-os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
+# As init_ray sets for a local Ray (the tests start their own): Ray Train for one machine.
+from raysys.train.connect import ONE_MACHINE_TRAIN_ENV  # noqa: E402
+
+for _key, _value in ONE_MACHINE_TRAIN_ENV.items():
+    os.environ.setdefault(_key, _value)
 
 
 def micro(manifest, out, *sets: str):
@@ -123,7 +125,7 @@ RELIABILITY_MD = Path(__file__).resolve().parents[1] / "benchmarks" / "RELIABILI
 REQUIRED_RECORDS = ("s3-keys", "node-sigkill", "trial-node-sigkill", "job-key",
                     "job-driver-sigkill", "unplaceable", "image-deleted", "env-keys",
                     "writer-killed", "stale-address", "leaked-group", "two-commands", "ctrl-c",
-                    "unplaceable-before-training", "token-auth")
+                    "unplaceable-before-training", "token-auth", "autoscaler")
 _RECORDS: list[dict] = []
 
 

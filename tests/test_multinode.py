@@ -192,7 +192,9 @@ def test_sweep_waits_for_nodes_then_runs_trials_at_once_into_s3(cluster, demo_ma
     assert set(a[0]["workers/nodes"]).isdisjoint(b[0]["workers/nodes"])  # different nodes
     head = cluster.head_node.node_id
     for log in logs.values():
-        assert head not in log[-1]["data/decoder_nodes"] and log[-1]["data/decoder_nodes"]
+        decoded = log[-1]["data/train_decoded_by_node"]
+        assert decoded and set(decoded) <= set(log[-1]["workers/nodes"])  # next to the worker
+        assert head not in log[-1]["data/val_decoded_by_node"]
         assert head not in log[0]["workers/nodes"]
     # The fake AWS keys this cluster runs with are in no object of the bucket, nor on the
     # console.

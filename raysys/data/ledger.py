@@ -12,7 +12,7 @@ share.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import ray
 
@@ -36,7 +36,7 @@ class RunLedger:
         self.bad: dict = defaultdict(int)
         self.examples: dict = defaultdict(list)
         self.val_bad: set[str] = set()  # val is decoded at every evaluation: count a row once
-        self.decoder_nodes: set[str] = set()
+        self.decoded: dict = defaultdict(Counter)  # (split, epoch) -> {node: rows decoded}
         self.fatal: str | None = None
         self.fatal_kind = ""  # "bad_data" | "stalled" | "interrupted"
         self.lines: list[str] = []
@@ -80,7 +80,7 @@ class RunLedger:
             self.val_bad.update(bad)
         self.bad[key] += len(bad)
         self.examples[key] += bad[:EXAMPLES - len(self.examples[key])]
-        self.decoder_nodes.add(node)
+        self.decoded[key][node] += seen
         limit = self.max_bad * self.rows[split]
         if self.bad[key] > limit and self.fatal is None:
             self.fatal_kind = "bad_data"
@@ -98,8 +98,13 @@ class RunLedger:
         return list(self.examples.get((split, epoch), []))
 
     def state(self) -> dict:
-        return {"fatal": self.fatal, "kind": self.fatal_kind,
-                "decoder_nodes": sorted(self.decoder_nodes)}
+        return {"fatal": self.fatal, "kind": self.fatal_kind}
+
+    def decoded_by_node(self, split: str, epoch: int) -> dict[str, int]:
+        """Rows decoded per node, in a train epoch or in val's decodes so far (epoch 0): where
+        decoded images came from, against where the Train workers ran (a row decoded on a
+        node without a worker crossed the network as uint8)."""
+        return dict(self.decoded[(split, epoch)])
 
     def log(self, line: str) -> None:
         self.progressed = time.time()

@@ -13,7 +13,9 @@
 
 from __future__ import annotations
 
+import copy
 import math
+import warnings
 from collections.abc import Iterator
 
 import cv2
@@ -32,6 +34,7 @@ from raysys.errors import BadDataError
 from raysys.keyed_random import derived_seed, keyed_uniform, row_keys
 
 MIX_STREAM = 3  # keyed_random stream id of the packed rows' order within a block
+NODE_ID_LABEL = "ray.io/node-id"  # every Ray node carries its id as this label
 
 # --- the decode actor -------------------------------------------------------------------------
 
@@ -204,6 +207,39 @@ def in_blocks_of(ds: ray.data.Dataset, rows: int) -> ray.data.Dataset:
     return ray.data.Dataset._from_parent(ds, LogicalPlan(op, ds.context))
 
 
+def on_nodes(ds: ray.data.Dataset, nodes: list[str]) -> ray.data.Dataset:
+    """ds with every task and actor of its execution held to these nodes (Ray's node-id label,
+    through ExecutionOptions.label_selector). Ray Data's requests to the autoscaler then name
+    these nodes, never "any node with a CPU": on AWS only GPU nodes have CPUs, and such a
+    request starts one."""
+    options = copy.deepcopy(ds.context.execution_options)
+    options.label_selector = {NODE_ID_LABEL: f"in({','.join(sorted(set(nodes)))})"}
+    ds.context.execution_options = options
+    return ds
+
+
+def keep_ray_data_actors_here() -> None:
+    """Ray Data's three per-cluster actors (stats, autoscaling coordinator, actor locations),
+    made now on this process's node. Each is detached and made once, on the node of the first
+    process that runs a Ray Data execution: in a sweep, a trial's on a GPU node, which the
+    autoscaler then never sees idle ("busy workers on node"): a p4d billed until `ray down`.
+    The sweep's driver, on the head, makes them first.
+
+    Private API: Ray Data has no public call that places them. A test fails if they go away
+    (tests/train/test_ray_private.py); the real-autoscaler test fails if a node stays up."""
+    from ray.data._internal.cluster_autoscaler.default_autoscaling_coordinator import (
+        get_or_create_autoscaling_coordinator,
+    )
+    from ray.data._internal.execution.node_trackers.actor_location import (
+        get_or_create_actor_location_tracker,
+    )
+    from ray.data._internal.stats import get_or_create_stats_actor
+
+    for make in (get_or_create_stats_actor, get_or_create_autoscaling_coordinator,
+                 get_or_create_actor_location_tracker):
+        make()
+
+
 # --- val: decoded once, or kept encoded and decoded per evaluation ---------------------------
 
 # Decoded val above this size is kept encoded instead: 87k val images at 224 px are 13 GB of
@@ -256,8 +292,10 @@ def held_val(cfg: Config, source: Source, ledger) -> ray.data.Dataset:
     kwargs = decode_kwargs(cfg, source, "val", ledger)
     kwargs.pop("compute")
     read = decode_val if val_cache(cfg, source) == "decoded" else read_val
-    return ds.map_batches(read, fn_kwargs=kwargs.pop("fn_constructor_kwargs"),
-                          **kwargs).materialize()
+    ds = ds.map_batches(read, fn_kwargs=kwargs.pop("fn_constructor_kwargs"), **kwargs)
+    # Before the workers exist: on the nodes that are up (the run must not grow the cluster
+    # for its val).
+    return on_nodes(ds, [n["NodeID"] for n in ray.nodes() if n["Alive"]]).materialize()
 
 
 def val_dataset(cfg: Config, source: Source, ledger) -> ray.data.Dataset:
@@ -275,26 +313,45 @@ def val_dataset(cfg: Config, source: Source, ledger) -> ray.data.Dataset:
 
 
 class SplitConfig(ray.train.DataConfig):
-    """Train: equal shards, in order (every rank takes the same steps; reproducible with one
-    worker). Val: every row exactly once, shards of unequal size (`equal=True` would drop up to
-    world-1 rows per epoch). Only public Ray APIs: Train's own configure() splits train, and
-    val is split here with the same locality hints. (Train V2 configures one dataset per call,
-    on rank 0's first get_dataset_shard of it.)"""
+    """How Train's workers get the two streams, configured once the workers are placed:
 
-    def __init__(self):
-        train = self.default_ingest_options()
+    - **Train**: equal shards, in order (every rank takes the same steps; reproducible with one
+      worker). **Val**: every row exactly once, shards of unequal size (`equal=True` would drop
+      up to world-1 rows per epoch).
+    - **Decoded where it is consumed.** Every task and actor of both streams is held to the
+      Train workers' nodes (ExecutionOptions.label_selector on Ray's node-id label): decoded
+      uint8 images, ~1.5 GB/s per trial at production rates, never cross the network, and the
+      resources Ray Data asks the autoscaler for name these nodes, never "any node with a CPU"
+      (on AWS only GPU nodes have CPUs: such a request starts a GPU node).
+    - **One CPU worker executes its own streams** (`in_process`): a split's coordinator is an
+      actor, ~3 CPU-seconds to start for each stream of each run, a tenth of a short run on two
+      cores; a GPU worker keeps it, so that Ray Data's scheduling thread does not share the
+      training loop's interpreter.
+
+    Only public Ray APIs: Train V2 calls configure() with one dataset at a time, in its
+    DatasetManager actor, once the worker group is up."""
+
+    def __init__(self, in_process: bool = False):
+        with warnings.catch_warnings():  # Train's own defaults set a deprecated field
+            warnings.simplefilter("ignore", DeprecationWarning)
+            train = self.default_ingest_options()
         train.preserve_order = True
         super().__init__(execution_options={"train": train})
+        self.in_process = in_process
 
     def configure(self, datasets, world_size, worker_handles, worker_node_ids, **kwargs):
-        shards = super().configure({k: v for k, v in datasets.items() if k != "val"},
-                                   world_size, worker_handles, worker_node_ids, **kwargs)
-        if "val" in datasets:
-            val = datasets["val"]
-            if val.name is None:
-                val.set_name("val")
-            for shard, it in zip(shards, val.streaming_split(world_size, equal=False,
-                                                              locality_hints=worker_node_ids),
-                                 strict=True):
-                shard["val"] = it
+        shards: list[dict] = [{} for _ in range(world_size)]
+        for name, ds in datasets.items():
+            ds = ds.copy(ds)
+            if ds.name is None:
+                ds.set_name(name)
+            ds.context.execution_options = self._resolve_execution_options(name)  # a copy
+            on_nodes(ds, worker_node_ids)
+            if world_size == 1 and self.in_process:
+                shards[0][name] = ds.iterator()
+                continue
+            for shard, it in zip(shards, ds.streaming_split(
+                    world_size, equal=name != "val", locality_hints=worker_node_ids),
+                    strict=True):
+                shard[name] = it
         return shards

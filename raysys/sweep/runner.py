@@ -21,6 +21,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from raysys import storage
 from raysys.config import Config
+from raysys.data.stream import keep_ray_data_actors_here
 from raysys.errors import Interrupted, StallError
 from raysys.report.floors import compute_floors
 from raysys.report.history import run_status
@@ -28,7 +29,7 @@ from raysys.sweep.experiments import Experiment
 from raysys.sweep.report import write_report
 from raysys.sweep.trial import run_trial
 from raysys.train.cluster import check_placement, growth_capacity, run_demand
-from raysys.train.reservations import remove_leaked_groups
+from raysys.train.reservations import remove_leaked_groups, withdraw_train_request
 from raysys.train.tracking import wandb_callbacks
 from raysys.train.watchdog import Watchdog
 
@@ -91,8 +92,9 @@ class EpochLines(tune.Callback):
 class SweepGuard(tune.Callback):
     """On the driver, in Tune's loop:
 
-    - every few seconds, removes the placement groups that stopped trials' controllers left
-      (train/reservations.py): an ASHA stop kills a trial's controller, not its job;
+    - every few seconds, removes the placement groups that stopped trials' controllers left,
+      and withdraws their runs' resource requests once a trial ends (train/reservations.py):
+      an ASHA stop kills a trial's controller, not its job;
     - the sweep's own stall: no trial running, trials waiting, and no progress for
       run.stall_timeout_s while the cluster cannot place what they need (a trial's own run is
       watched inside the trial);
@@ -143,6 +145,13 @@ class SweepGuard(tune.Callback):
     def on_trial_start(self, iteration, trials, trial, **info):
         self.dog.progress()
 
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        run_id = (trial.last_result or {}).get("train/run_id")
+        if run_id:
+            withdraw_train_request(run_id)
+
+    on_trial_error = on_trial_complete
+
 
 def quiet_tune_restore_hint() -> None:
     """Tune's "Resume experiment with: Tuner.restore(path=..., trainable=...)" names an API the
@@ -165,6 +174,7 @@ def run_sweep(exp: Experiment, base: Config, sweep_dir: str, *, resume: bool = F
     SweepGuard.active = None
     quiet_tune_restore_hint()
     check_placement(base)  # refused before any trial starts, not once per trial
+    keep_ray_data_actors_here()  # on the head: trials' GPU nodes must be free to idle out
     storage.makedirs(sweep_dir)
     fs, path = storage.filesystem(sweep_dir)
     uri_fs = fs if storage.is_uri(sweep_dir) else None

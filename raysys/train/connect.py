@@ -34,15 +34,32 @@ AUTH_MODE_ENV = "RAY_AUTH_MODE"
 TOKEN_PLACES = ("RAY_AUTH_TOKEN (the token itself), the file RAY_AUTH_TOKEN_PATH names, then "
                 "~/.ray/auth_token")
 
+# Ray Train on one machine (a local Ray; the tests set them too): no node can be drained or
+# preempted, so the preemption watcher (a process started for every run) has nothing to watch;
+# Train's Prometheus metrics feed a dashboard nobody runs here (measured: 6.6 CPU-seconds of a
+# 46-second micro run on 2 cores); the controller may poll its workers every 0.5 s instead of
+# 2 s (it notices the end of a run 1.5 s sooner).
+ONE_MACHINE_TRAIN_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+                         "RAY_TRAIN_METRICS_ENABLED": "0",
+                         "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5"}
+
 FORWARDED_ENV_PREFIXES = ("WANDB_", "RAYSYS_")
 FORWARDED_ENV = ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION")
+# Every process that runs a Ray Data execution (trial drivers, Train workers): how long Ray
+# Data's resource requests to the autoscaler outlive the execution that sent them (default
+# 180 s). A trial killed by ASHA never cancels its own, and a live request keeps the nodes
+# that fit it from idling out: 180 s of a p4d after every trial. Ray Data re-sends them every
+# 10 s while it runs.
+RAY_DATA_ENV = {"RAY_DATA_AUTOSCALING_REQUEST_EXPIRE_TIME_S": "30"}
 
 
 def forwarded_env() -> dict[str, str]:
     """What Train workers and Tune trials need from the driver's environment: W&B settings,
-    raysys's own and the S3 endpoint. Ray forwards only its own variables."""
-    return {k: v for k, v in os.environ.items()
-            if k.startswith(FORWARDED_ENV_PREFIXES) or k in FORWARDED_ENV}
+    raysys's own, the S3 endpoint and Ray Data's request expiry (the user's, where set). Ray
+    forwards only its own variables."""
+    return RAY_DATA_ENV | {k: v for k, v in os.environ.items()
+                           if k.startswith(FORWARDED_ENV_PREFIXES) or k in FORWARDED_ENV
+                           or k in RAY_DATA_ENV}
 
 
 def runtime_env_vars() -> dict[str, str]:
@@ -112,11 +129,7 @@ def init_ray(min_cpus: float, verbose: bool = False) -> None:
         print(f"raysys: Ray's address file names a cluster at {address} that does not answer "
               "(a Ray that stopped without `ray stop`; `ray stop` clears it): starting a local "
               "Ray", flush=True)
-    # One machine: no node can be drained or preempted, so Train's preemption watcher (an
-    # extra process to start on every run) has nothing to watch; and the controller may poll
-    # its workers every 0.5 s instead of 2 s (it notices the end of a run 1.5 s sooner).
-    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
-    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
+    os.environ.update({k: v for k, v in ONE_MACHINE_TRAIN_ENV.items() if k not in os.environ})
     start_local_ray(num_cpus=max(os.cpu_count() or 1, math.ceil(min_cpus)), **common)
 
 

@@ -108,13 +108,15 @@ def run_worker(loop_config: dict) -> None:
                                 eval_time=time.time() - t_eval,
                                 bad_images=int(all_reduce(torch.tensor(float(bad))).item()),
                                 lr=t.optimizer.param_groups[0]["lr"], device=device)
-        # Lists go to the training log only (Tune's loggers want scalars): where each rank ran,
-        # and each rank's next draw after the epoch, equal between an interrupted and an
-        # uninterrupted run and different between ranks.
+        # Lists and maps go to the training log only (Tune's loggers want scalars): where each
+        # rank ran and where its images were decoded, and each rank's next draw after the
+        # epoch, equal between an interrupted and an uninterrupted run and different between
+        # ranks.
         extras = {"workers/nodes": nodes,
                   "rng/fingerprint": all_gather_objects(int(torch.randint(2**31, (1,)))),
-                  "data/decoder_nodes": ray.get(ledger.state.remote())["decoder_nodes"]
-                  if rank == 0 else []}
+                  **({f"data/{split}_decoded_by_node": ray.get(
+                      ledger.decoded_by_node.remote(split, epoch if split == "train" else 0))
+                      for split in ("train", "val")} if rank == 0 else {})}
         # A tie goes to the later epoch, as Ray Train's checkpoint manager ranks ties, so
         # best_model.pth, the summary and fit()'s Result name the same epoch.
         if not tr["diverged"] and metrics[metric] >= best:

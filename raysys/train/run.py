@@ -106,7 +106,7 @@ def build_trainer(cfg: Config, source: Source, ledger, callbacks: list | None = 
                                                placement_strategy=placement),
         datasets={"train": train_stream(cfg, source, ledger),
                   "val": val_dataset(cfg, source, ledger)},
-        dataset_config=SplitConfig(),
+        dataset_config=SplitConfig(in_process=cfg.run.workers == 1 and not cfg.run.gpus),
         run_config=ray.train.RunConfig(
             # A fixed name under the run folder: running the same --out again finds the
             # controller's snapshot and resumes from the latest checkpoint.

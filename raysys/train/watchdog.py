@@ -51,7 +51,7 @@ class Watchdog:
 
     def __init__(self, timeout_s: float):
         self.timeout = timeout_s
-        self.poll = max(1.0, min(10.0, timeout_s / 4))
+        self.poll = max(0.5, min(2.0, timeout_s / 4))  # a few GCS reads: cheap
         self.last = time.time()
         self.ledger = None
         self.stalled: str | None = None
