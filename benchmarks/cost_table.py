@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 from PIL import Image
 
 from raysys.config import load_config
@@ -35,6 +36,14 @@ HEAD_USD_PER_H = 0.77
 # near 1,000-1,300 img/s with AMP); the table says so in its source line.
 ASSUMED_A100_IMG_S = 1300.0
 EVAL_SPEEDUP = 3.0  # forward only: ~1/3 of a training step's work
+# What each GPU node costs around its trials, in minutes, not measured (no AWS account here):
+# EC2's launch of a p4d to SSH (AWS's own figure for large GPU instances: a few minutes), the
+# pull of Ray's GPU image (~9 GB compressed at a few hundred MB/s from Docker Hub), the setup
+# commands (torch 2.14.1's CUDA wheels, ~2.5 GB with their NVIDIA libraries, then raysys), and
+# the idle minutes after its last trial (gpu.yaml's idle_timeout_minutes, read below). A
+# baked image (cluster/Dockerfile) pulls ~3 GB more and skips the installs.
+NODE_START_MIN = {"boot": 4.0, "image pull": 3.0, "setup (pip installs)": 5.0}
+BAKED_START_MIN = {"boot": 4.0, "image pull": 4.0, "setup (pip installs)": 0.5}
 EPOCHS, VAL_FRACTION = 100, 0.2
 EXPERIMENTS = (  # name, trials, names kept, the share of trials ASHA stops early (mid-run)
     ("2.1 baseline", 1, 500, 0.0),
@@ -74,8 +83,19 @@ def gpu_rate(path: Path | None) -> tuple[float, str]:
                                 "benchmarks/gpu_check.py for this table yet")
 
 
+def cluster_yaml() -> dict:
+    return yaml.safe_load((ROOT / "cluster" / "gpu.yaml").read_text())
+
+
+def node_overhead_min(start: dict[str, float]) -> float:
+    """Minutes a GPU node bills beyond its trials: start-up, then the idle timeout."""
+    return sum(start.values()) + cluster_yaml()["idle_timeout_minutes"]
+
+
 def table(gpu_img_s: float, gpu_source: str, decode_img_s: float) -> str:
     counts = np.array(production_counts())
+    max_nodes = cluster_yaml()["available_node_types"]["gpu_worker"]["max_workers"]
+    per_node, baked = node_overhead_min(NODE_START_MIN), node_overhead_min(BAKED_START_MIN)
     decode_cores = NODE["vcpus"] - NODE["gpus"] * 2  # two cores per GPU worker for its loop
     feed = decode_cores * decode_img_s
     train_rate = min(NODE["gpus"] * gpu_img_s, feed)
@@ -88,8 +108,16 @@ def table(gpu_img_s: float, gpu_source: str, decode_img_s: float) -> str:
         f"{EPOCHS} epochs, 20% val. Prices: {NODE['name']} ${NODE['usd_per_h']}/h, head "
         f"${HEAD_USD_PER_H}/h (on-demand list prices, us-west-2).",
         "",
+        "Each GPU node also bills before and after its trials (minutes, assumed: no AWS run "
+        "here): " + ", ".join(f"{k} {v:g}" for k, v in NODE_START_MIN.items())
+        + f", then gpu.yaml's idle timeout {cluster_yaml()['idle_timeout_minutes']:g}: "
+        f"{per_node:g} min, ${per_node / 60 * NODE['usd_per_h']:.2f} per node per experiment "
+        f"({baked:g} min, ${baked / 60 * NODE['usd_per_h']:.2f}, with the baked image of "
+        "cluster/Dockerfile). An experiment starts one node per trial it runs at once, up to "
+        f"max_workers ({max_nodes}).",
+        "",
         "| experiment | trials x epochs | images per epoch (train + val) | hours per trial | "
-        "GPU node-hours | cost |",
+        "GPU node-hours (training + start/idle) | cost |",
         "|---|---|---|---|---|---|"]
     for name, trials, k, asha in EXPERIMENTS:
         shares = [counts[:30].sum(), counts[:100].sum(), counts.sum()] if k is None else \
@@ -100,12 +128,13 @@ def table(gpu_img_s: float, gpu_source: str, decode_img_s: float) -> str:
             epoch_s = train / train_rate + val / (NODE["gpus"] * gpu_img_s * EVAL_SPEEDUP)
             hours.append(EPOCHS * epoch_s / 3600)
         node_hours = sum(hours) * (1 - asha / 2)  # a stopped trial runs about half its epochs
+        overhead = min(trials, max_nodes) * per_node / 60
         wall = max(hours)
-        cost = node_hours * NODE["usd_per_h"] + wall * HEAD_USD_PER_H
+        cost = (node_hours + overhead) * NODE["usd_per_h"] + wall * HEAD_USD_PER_H
         per_epoch = " / ".join(f"{s:,.0f}" for s in sorted(set(shares)))
         lines.append(f"| {name} | {trials} x {EPOCHS} | {per_epoch} | "
                      f"{' / '.join(f'{h:.1f}' for h in sorted(set(hours)))} | "
-                     f"{node_hours:.1f} | ${cost:,.0f} |")
+                     f"{node_hours:.1f} + {overhead:.1f} | ${cost:,.0f} |")
     lines += ["", "Trials run side by side (one node each, `max_workers: 4`), so an "
               "experiment's wall time is about one trial's. ASHA's stops are counted as half "
               "a trial each at the share in the script. Add EFS/S3 storage (a few dollars)."]

@@ -130,7 +130,15 @@ def check_placement(cfg: Config) -> str:
     nodes = [(n["Resources"], n.get("Labels", {})) for n in alive_nodes()]
     for t in types:
         nodes += [(t["resources"], t["labels"])] * min(t["max_workers"], cfg.run.workers)
-    return plan_placement(cfg, nodes)
+    try:
+        return plan_placement(cfg, nodes)
+    except ConfigError as e:
+        if types:
+            raise
+        raise ConfigError(f"{e}. If an autoscaler will start nodes that are not up yet and "
+                          "this cluster has no ~/ray_bootstrap_config.yaml on its head (KubeRay, "
+                          "or a cluster not made by `ray up`), say how many worker nodes it "
+                          "may grow to with --max-nodes (sweep.max_nodes)") from None
 
 
 def plan_placement(cfg: Config, nodes: list[tuple[dict, dict]]) -> str:

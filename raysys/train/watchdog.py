@@ -8,7 +8,8 @@ placement group held. The watchdog covers a run from `ray.init` to its report:
 - **progress** is anything that moves: a step of the driver (marked here), a decode batch or an
   epoch line in the run's ledger, and nodes the autoscaler is starting;
 - past `run.stall_timeout_s` without progress, while the cluster holds demand it cannot place
-  (the GCS's autoscaling state: tasks, actors and placement groups by shape), the run stops
+  (the GCS's autoscaling state: tasks, actors and placement groups by shape; work held to
+  given nodes, which the GCS leaves out, from Ray's state API), the run stops
   with what waits (by name, where the state API answers), what it asks for, and which
   placement groups hold the cluster and whose they are.
 
@@ -83,13 +84,22 @@ class Watchdog:
         """One look: the stall message, or None. Work that waits while nodes start, or while a
         leaked placement group holds what it needs (removed here), is progress."""
         wait = reservations.waiting()
-        if wait is None or not wait:  # the GCS does not answer, or nothing waits: no stall
+        if wait is None:  # the GCS does not answer: no verdict
             return None
-        if wait.launching or reservations.remove_leaked_groups():
+        if wait.launching or (wait and reservations.remove_leaked_groups()):
             self.progress()
             return None
         idle = self.idle_s()
-        return stall_message(idle, wait) if idle >= self.timeout else None
+        if idle < self.timeout:
+            return None
+        if not wait:
+            # The GCS leaves out work held to given nodes (a node-id label selector, as every
+            # decode actor has): no autoscaler could place it. Ray's state API still lists it.
+            held = [n for n in reservations.pending_names() or [] if not n.endswith(" {}")]
+            if not held:
+                return None
+            wait = reservations.Waiting([], held, 0)
+        return stall_message(idle, wait)
 
     def run(self) -> None:
         while not self.done.wait(self.poll):

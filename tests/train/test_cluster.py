@@ -120,3 +120,14 @@ def test_network_file_systems_count_as_shared():
 def test_nothing_answers_on_a_closed_port():
     assert not connect.answers("127.0.0.1:9", timeout_s=0.5)
     assert not connect.answers("not-an-address")
+
+
+def test_an_empty_cluster_without_the_launchers_config_names_max_nodes(monkeypatch):
+    """A cluster not made by `ray up` (KubeRay) that starts with no worker node and has no
+    ~/ray_bootstrap_config.yaml: nothing says what will join, so the run is refused, and the
+    message names the setting that says it; with it, nothing is refused."""
+    _one_head(monkeypatch, [])
+    monkeypatch.setattr(cluster, "_autoscaler_totals", lambda: {})
+    with pytest.raises(ConfigError, match=r"0 CPU/0 GPU.*--max-nodes \(sweep\.max_nodes\)"):
+        cluster.check_placement(cfg())
+    assert cluster.check_placement(cfg("sweep.max_nodes=2")) == "PACK"
