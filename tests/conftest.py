@@ -31,6 +31,12 @@ _SAVED_TOKEN_PATH = os.environ.get("RAY_AUTH_TOKEN_PATH")
 os.environ["RAY_AUTH_TOKEN_PATH"] = str(_AUTH_DIR / "auth_token")
 
 
+def pytest_collection_modifyitems(session, config, items):
+    """Tests that start a Ray of their own run last: each one ends the shared local Ray, and
+    the next test that needs it would start it again (~8 s a time)."""
+    items.sort(key=lambda item: item.get_closest_marker("own_ray") is not None)
+
+
 def pytest_sessionfinish(session, exitstatus):
     _write_reliability(session)
     if _SAVED_TOKEN_PATH is None:

@@ -25,7 +25,7 @@ from raysys.sweep.experiments import Experiment, grid
 from raysys.sweep.runner import run_sweep
 from raysys.train.connect import free_port
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.own_ray]
 CLUSTER = Path(__file__).resolve().parents[1] / "cluster" / "gpu.yaml"
 IDLE_TIMEOUT_S = 15
 WORKER_CPUS = 2  # a GPU node's stand-in: one trial (1 + 0.5 + 0.1 CPU) per node
@@ -112,8 +112,8 @@ def autoscaling_cluster(monkeypatch):
     finally:
         ray.shutdown()
         head.terminate()
-        try:
-            head.wait(timeout=30)
+        try:  # `ray start --block` lets its children end first: 30 s here, mostly waiting
+            head.wait(timeout=5)
         except subprocess.TimeoutExpired:
             head.kill()
         end_processes_of(tmp)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from raysys.cli import build_parser, main
@@ -36,7 +37,7 @@ def test_sweep_scripts_are_thin_entry_points():
         assert f'main(["sweep", "{script.stem}", *sys.argv[1:]])' in text
 
 
-def test_console_script_and_report(tmp_path):
+def test_console_script_makes_demo_data_and_its_manifest(tmp_path):
     exe = [sys.executable, "-m", "raysys.cli"]
     subprocess.run([*exe, "demo-data", "--out", str(tmp_path / "d"), "--size", "32",
                     "--images", "120", "--names", "4"], check=True)
@@ -44,7 +45,8 @@ def test_console_script_and_report(tmp_path):
                         "--out", str(tmp_path / "m.parquet"), "--split-by", "group"],
                        check=True, capture_output=True, text=True)
     assert "names        : 4" in r.stdout and "images       : 120" in r.stdout
-    assert (tmp_path / "names.json").exists() and (tmp_path / "data_report.json").exists()
+    assert len(json.loads((tmp_path / "names.json").read_text())) == 4
+    assert pd.read_parquet(tmp_path / "m.parquet").shape[0] == 120
 
 
 def test_config_errors_are_clear(capsys):

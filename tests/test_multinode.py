@@ -24,7 +24,7 @@ from raysys.sweep.experiments import Experiment, grid
 from raysys.sweep.runner import run_sweep
 from raysys.train.connect import free_port
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.own_ray]
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "raysys-test"
 FAKE_KEYS = {"AWS_ACCESS_KEY_ID": "AKIAFAKEFAKEFAKE1234", "AWS_SECRET_ACCESS_KEY":
@@ -73,8 +73,11 @@ def cluster(s3):
 
     enable_token_auth_by_default()
     ensure_token_if_auth_enabled(None, create_token_if_missing=True)
+    # A lost node is seen in ~3 s, not Ray's default ~15 s (3 s x 5 missed health checks): the
+    # tests wait for it twice; recovery itself is what they check.
     c = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 2, "object_store_memory": 300 * 2**20, "labels": {"raysys-role": "head"}})
+        "num_cpus": 2, "object_store_memory": 300 * 2**20, "labels": {"raysys-role": "head"},
+        "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 3}})
     ray.init(address=c.address, log_to_driver=False)
     yield c
     ray.shutdown()

@@ -215,6 +215,7 @@ def test_writer_killed_mid_write_leaves_the_previous_file_whole(tmp_path, reliab
 
 
 @pytest.mark.slow
+@pytest.mark.own_ray
 def test_a_stale_address_file_starts_a_local_ray_bound_to_localhost(reliability_log):
     """Ray's address file names a cluster that died without `ray stop`: raysys says so within
     seconds and starts a local Ray (Ray's own join would wait for it forever), whose dashboard

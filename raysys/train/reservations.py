@@ -188,6 +188,23 @@ def _shape(bundle: dict) -> str:
     return "{" + ", ".join(f"{k}: {v:g}" for k, v in sorted(bundle.items())) + "}"
 
 
+def pending_actors() -> list[str]:
+    """Actors that wait to be created, with what they ask for, as 'N x class wanting
+    {resources}', read from the GCS (any node). The GCS's demand leaves out work held to given
+    nodes (a node-id label selector, as raysys's decode actors have); its actor table does not.
+
+    Private API, as `placement_groups` (tests/train/test_ray_private.py)."""
+    from ray._private.state import state
+    from ray.core.generated import gcs_pb2
+
+    wants: Counter = Counter()
+    for raw in state._connect_and_get_accessor().get_actor_table(None, "PENDING_CREATION"):
+        a = gcs_pb2.ActorTableData.FromString(raw)
+        if a.required_resources:
+            wants[f"{a.class_name} wanting {dict(a.required_resources)}"] += 1
+    return [f"{n} x {what}" for what, n in wants.most_common()]
+
+
 def pending_names() -> list[str] | None:
     """The actors and tasks that wait to be placed, as 'N x name wanting {resources}'; None
     when Ray's state API (the dashboard) does not answer from here."""

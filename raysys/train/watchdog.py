@@ -8,8 +8,8 @@ placement group held. The watchdog covers a run from `ray.init` to its report:
 - **progress** is anything that moves: a step of the driver (marked here), a decode batch or an
   epoch line in the run's ledger, and nodes the autoscaler is starting;
 - past `run.stall_timeout_s` without progress, while the cluster holds demand it cannot place
-  (the GCS's autoscaling state: tasks, actors and placement groups by shape; work held to
-  given nodes, which the GCS leaves out, from Ray's state API), the run stops
+  (the GCS's autoscaling state: tasks, actors and placement groups by shape; and its actor
+  table, for actors held to given nodes, which that state leaves out), the run stops
   with what waits (by name, where the state API answers), what it asks for, and which
   placement groups hold the cluster and whose they are.
 
@@ -32,9 +32,9 @@ UNWIND_S = 30.0  # after a stop, how long the run's thread may take to end (cons
 
 def stall_message(idle_s: float, wait: reservations.Waiting) -> str:
     names = reservations.pending_names()
-    what = "; ".join((names or [])[:4] or [*wait.groups, *wait.work][:4])
-    if names is None:
-        what += " (names unknown: Ray's state API does not answer from this node)"
+    if names is None:  # Ray's state API does not answer from this node: the GCS's tables do
+        names = [*reservations.pending_actors(), *wait.groups, *wait.work]
+    what = "; ".join(names[:4] or [*wait.groups, *wait.work][:4])
     free, total = ray.available_resources(), ray.cluster_resources()
     have = ", ".join(f"{k} {free.get(k, 0.0):g} of {total[k]:g}" for k in ("CPU", "GPU")
                      if total.get(k))
@@ -93,9 +93,8 @@ class Watchdog:
         if idle < self.timeout:
             return None
         if not wait:
-            # The GCS leaves out work held to given nodes (a node-id label selector, as every
-            # decode actor has): no autoscaler could place it. Ray's state API still lists it.
-            held = [n for n in reservations.pending_names() or [] if not n.endswith(" {}")]
+            # Work held to given nodes (every decode actor): the GCS's demand leaves it out.
+            held = reservations.pending_actors()
             if not held:
                 return None
             wait = reservations.Waiting([], held, 0)

@@ -149,8 +149,6 @@ class Exploit:
 def test_crafted_pickle_is_refused(tmp_path):
     path = tmp_path / "best_model.pth"
     path.write_bytes(pickle.dumps({"state_dict": Exploit()}))
-    with pytest.raises(pickle.UnpicklingError):
-        torch.load(path, weights_only=True)
     t = trainee()
     with pytest.raises(pickle.UnpicklingError):
         load_state(path, model=t.raw, optimizer=t.optimizer, scaler=t.scaler, ema=None)

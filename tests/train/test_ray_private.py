@@ -48,6 +48,10 @@ def test_placement_group_table_with_creators_exists():
     assert callable(state._connect_and_get_accessor)
     fields = {f.name for f in gcs_pb2.PlacementGroupTableData.DESCRIPTOR.fields}
     assert {"creator_actor_id", "creator_actor_dead", "creator_job_id", "is_detached"} <= fields
+    # train/reservations.py: pending_actors reads the actor table by state
+    actor_fields = {f.name for f in gcs_pb2.ActorTableData.DESCRIPTOR.fields}
+    assert {"class_name", "required_resources", "state"} <= actor_fields
+    assert "PENDING_CREATION" in gcs_pb2.ActorTableData.ActorState.keys()
 
 
 def test_token_rule_for_an_address_exists():

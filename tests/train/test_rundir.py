@@ -65,7 +65,9 @@ def test_resumed_writer_keeps_earlier_epochs_and_replays_the_rest(tmp_path):
     np.testing.assert_array_equal(by_epoch["preds"], [[1, 1, 1], [0, 0, 0], [-1, 1, 1]])
 
 
-def test_null_writer_writes_nothing(tmp_path):
+def test_null_writer_writes_nothing(tmp_path, monkeypatch):
+    """Ranks but 0 write nothing: not even into the working folder (a default `results/`)."""
+    monkeypatch.chdir(tmp_path)
     w = NullWriter()
     w.save_best({}, 1, {}, None)
     w.save_epoch([entry()], {}, 1, np.zeros(0), np.zeros(0))
