@@ -13,7 +13,7 @@ and the object store's bytes in use.
 
     python benchmarks/scale.py                 # full run (~30-45 min on 2 cores), writes
                                                # results/scale/{scale.json,scale.png}
-    python benchmarks/scale.py --quick         # N = 5k, 20k of a 20k-image set (the test)
+    python benchmarks/scale.py --quick         # N = 2.5k, 10k of a 10k-image set (the test)
 
 The 434,528-image set (1.3 GB of 32 px JPEGs) is generated once under --work and kept.
 """
@@ -34,7 +34,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = (10_000, 50_000, 150_000, 434_528)
-QUICK_SIZES = (5_000, 20_000)
+QUICK_SIZES = (2_500, 10_000)
 # --quick: no figures, and floors fit on 500 train images (the full run: data.floor_sample's
 # default, 20,000). Both are constant in N past small sizes; what --quick checks is the rest.
 QUICK_SETS = ["--set", "data.floor_sample=500"]
@@ -357,7 +357,7 @@ def ensure_data(work: Path, images: int) -> Path:
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="N = 5k and 20k of a 20k-image set")
+    p.add_argument("--quick", action="store_true", help="N = 2.5k and 10k of a 10k-image set")
     p.add_argument("--work", type=Path, default=ROOT / "results" / "scale" / "work")
     p.add_argument("--out", type=Path, default=ROOT / "results" / "scale")
     p.add_argument("--one", type=int, help=argparse.SUPPRESS)  # the per-N child process

@@ -60,6 +60,19 @@ def _logs(out: Path) -> dict[str, list]:
     return logs
 
 
+def _submit(client, **job) -> str:
+    """submit_job, once the head's job agent is up: a new head's dashboard may answer before
+    its agent does ("No available agent to submit job, please try again later")."""
+    deadline = time.time() + 60
+    while True:
+        try:
+            return client.submit_job(**job)
+        except RuntimeError as e:
+            if "No available agent" not in str(e) or time.time() > deadline:
+                raise
+            time.sleep(1)
+
+
 def _wait(client, job: str, deadline: float):
     from ray.job_submission import JobStatus
 
@@ -86,7 +99,7 @@ def test_submitted_sweep_survives_its_driver_killed_and_never_shows_the_key(
                "--set run.wandb=true --set run.figures=false")
     runtime_env = {"working_dir": str(ROOT),
                    "env_vars": {"WANDB_API_KEY": FAKE_KEY, "WANDB_MODE": "offline"}}
-    first = client.submit_job(entrypoint=command, runtime_env=runtime_env)
+    first = _submit(client, entrypoint=command, runtime_env=runtime_env)
     deadline = time.time() + 500
     while not (_state_says_terminated(sweep) and any(
             log[-1]["epoch"] == 1 and _checkpointed(sweep, t) for t, log in _logs(sweep).items())):
@@ -104,7 +117,7 @@ def test_submitted_sweep_survives_its_driver_killed_and_never_shows_the_key(
     assert finished and midway and not (sweep / "trials.csv").exists()
     mtimes = {t: (sweep / "runs" / t / "training_log.json").stat().st_mtime for t in finished}
 
-    second = client.submit_job(entrypoint=f"{command} --resume", runtime_env=runtime_env)
+    second = _submit(client, entrypoint=f"{command} --resume", runtime_env=runtime_env)
     status = _wait(client, second, time.time() + 600)
     logs = client.get_job_logs(first) + client.get_job_logs(second)
     assert status == JobStatus.SUCCEEDED, logs[-3000:]
