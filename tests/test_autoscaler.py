@@ -60,11 +60,14 @@ def fake_config(gcs_address: str) -> dict:
 
 
 def end_processes_of(tmp: Path) -> None:
-    """Every process whose command line names this cluster's temp folder (the head's, and the
-    fake nodes' that the autoscaler started), SIGKILLed by PID."""
+    """Every process whose command line or environment names this cluster's temp folder (the
+    head's, and the fake nodes' that the autoscaler started), SIGKILLed by PID. The
+    environment too: Ray renames some processes (`ray::DashboardAgent`), and one left alive
+    holds the agent's default port, so the next cluster's head has no job agent."""
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="ignore")
+            cmd += Path(f"/proc/{pid}/environ").read_bytes().decode(errors="ignore")
         except OSError:
             continue
         if str(tmp) in cmd and int(pid) != os.getpid():

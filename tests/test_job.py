@@ -35,7 +35,8 @@ def one_node_with_jobs():
     port = free_port()
     c = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 4, "object_store_memory": 400 * 2**20, "include_dashboard": True,
-        "dashboard_host": "127.0.0.1", "dashboard_port": port})
+        "dashboard_host": "127.0.0.1", "dashboard_port": port,
+        "dashboard_agent_listen_port": free_port()})  # not the default: another Ray's may hold it
     yield f"http://127.0.0.1:{port}"
     c.shutdown()
 

@@ -1,6 +1,8 @@
 """W&B's one mode rule, for runs and sweeps: offline without a key, online with one, off when
 asked, and never fatal."""
 
+import time
+
 from raysys.config import load_config
 from raysys.train.tracking import NoWandb, start_wandb, wandb_mode
 
@@ -16,6 +18,9 @@ def test_wandb_offline_without_a_key(tmp_path, monkeypatch):
     run.log({"val/top1": 0.5}, step=1)
     run.finish()
     (log,) = (tmp_path / "wandb").glob("offline-run-*/*.wandb")
+    deadline = time.time() + 20  # W&B's service process may still be writing the log
+    while b"val/top1" not in log.read_bytes() and time.time() < deadline:
+        time.sleep(0.5)
     assert b"val/top1" in log.read_bytes()  # the metric itself, in W&B's offline log
     assert isinstance(start_wandb(cfg, "t", str(tmp_path), rank=1), NoWandb)
 
