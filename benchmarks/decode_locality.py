@@ -33,19 +33,8 @@ class RayDataDefaults(SplitConfig):
     """raysys's split without its placement: Ray Data places the stream's actors as it does
     by default. Defined here, so that Ray ships it by value to Train's DatasetManager."""
 
-    def configure(self, datasets, world_size, worker_handles, worker_node_ids, **kwargs):
-        shards = [{} for _ in range(world_size)]
-        for name, ds in datasets.items():
-            ds = ds.copy(ds)
-            ds.context.execution_options = self._resolve_execution_options(name)
-            if world_size == 1 and self.in_process:
-                shards[0][name] = ds.iterator()
-                continue
-            for shard, it in zip(shards, ds.streaming_split(
-                    world_size, equal=name != "val", locality_hints=worker_node_ids),
-                    strict=True):
-                shard[name] = it
-        return shards
+    def place(self, ds, worker_node_ids) -> None:
+        pass
 
 
 def crossing_share(run_dir: Path, img_size: int) -> dict:

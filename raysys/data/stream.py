@@ -339,6 +339,10 @@ class SplitConfig(ray.train.DataConfig):
         super().__init__(execution_options={"train": train})
         self.in_process = in_process
 
+    def place(self, ds: ray.data.Dataset, worker_node_ids: list[str]) -> None:
+        """Where the stream's tasks and actors run: on the Train workers' nodes."""
+        on_nodes(ds, worker_node_ids)
+
     def configure(self, datasets, world_size, worker_handles, worker_node_ids, **kwargs):
         shards: list[dict] = [{} for _ in range(world_size)]
         for name, ds in datasets.items():
@@ -346,7 +350,7 @@ class SplitConfig(ray.train.DataConfig):
             if ds.name is None:
                 ds.set_name(name)
             ds.context.execution_options = self._resolve_execution_options(name)  # a copy
-            on_nodes(ds, worker_node_ids)
+            self.place(ds, worker_node_ids)
             if world_size == 1 and self.in_process:
                 shards[0][name] = ds.iterator()
                 continue

@@ -33,7 +33,8 @@ UNWIND_S = 30.0  # after a stop, how long the run's thread may take to end (cons
 def stall_message(idle_s: float, wait: reservations.Waiting) -> str:
     names = reservations.pending_names()
     if names is None:  # Ray's state API does not answer from this node: the GCS's tables do
-        names = [*reservations.pending_actors(), *wait.groups, *wait.work]
+        # (wait.work may be those actors already: the check's own fallback)
+        names = list(dict.fromkeys([*reservations.pending_actors(), *wait.groups, *wait.work]))
     what = "; ".join(names[:4] or [*wait.groups, *wait.work][:4])
     free, total = ray.available_resources(), ray.cluster_resources()
     have = ", ".join(f"{k} {free.get(k, 0.0):g} of {total[k]:g}" for k in ("CPU", "GPU")
