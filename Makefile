@@ -3,7 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test test-fast lint demo clean
+.PHONY: install test test-cluster test-fast lint demo clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -19,10 +19,16 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 
-# The whole suite. RAYSYS_RELIABILITY=check: every fault test must leave its record, and
-# benchmarks/RELIABILITY.md is rebuilt from this run's records (tests/conftest.py).
+# Lint, the unit tests, Ray integration and real data: everything but the cluster tier.
+# RAYSYS_RELIABILITY=fresh: the fault tests' record file starts afresh (tests/conftest.py).
 test: $(STAMP) lint
-	RAYSYS_RELIABILITY=check $(PY) -m pytest -q --durations=15
+	RAYSYS_RELIABILITY=fresh $(PY) -m pytest -q --durations=15 -m "not cluster"
+
+# The cluster tier, after `make test`: tests that start Rays of their own (simulated nodes, the
+# autoscaler, a submitted job, two commands on one machine). RAYSYS_RELIABILITY=check: every
+# fault test of both tiers must have left its record, and benchmarks/RELIABILITY.md is rebuilt.
+test-cluster: $(STAMP)
+	RAYSYS_RELIABILITY=check $(PY) -m pytest -q --durations=10 -m cluster
 
 # Everything but the slow real-data tests: for every edit.
 test-fast: $(STAMP)

@@ -90,7 +90,8 @@ def synthetic(preset: str, device: torch.device, steps: int, compile_: bool,
     img_s = stats["images"] / seconds
     peak = peak_tflops(device)
     gflop = train_gflop_per_image(cfg)
-    return {"img_per_s": img_s, "warmup_s": warmup_s, "compile": compile_, "batch": batch,
+    return {"img_per_s": img_s, "images": stats["images"], "seconds": seconds,
+            "warmup_s": warmup_s, "compile": compile_, "batch": batch,
             "names": NAMES, "gflop_per_train_image": gflop,
             "mfu": img_s * gflop / 1e3 / peak if peak else None,
             "peak_mem_gb": torch.cuda.max_memory_allocated(device) / 2**30

@@ -299,7 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     from raysys.config import ConfigError
     from raysys.data.manifest import ManifestError
     from raysys.errors import BadDataError, Interrupted, StallError
+    from raysys.phases import mark
 
+    mark("command imported")
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
@@ -314,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
             f"; resume with: {resume_command(args.command, argv, folder)}" if folder else ""),
             file=sys.stderr, flush=True)
         return 130
+    finally:
+        mark("command returns")
 
 
 if __name__ == "__main__":

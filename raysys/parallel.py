@@ -4,8 +4,11 @@ so threads do not scale; processes over chunks of a few hundred images do."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
@@ -45,3 +48,20 @@ def progress(items: Iterable, total: int, what: str) -> Iterator:
         yield item
     if show:
         print(file=sys.stderr)
+
+
+def import_in_background(*modules: str, after: threading.Event) -> threading.Thread:
+    """Import modules in a daemon thread once `after` is set: the report's stack (matplotlib,
+    scikit-learn, timm; ~5 s of CPU) while the driver only waits on a training that runs, not
+    after it, and not while Ray starts the run's processes. A failed import is left for the
+    caller's own import to raise."""
+
+    def work() -> None:
+        after.wait()
+        for name in modules:
+            with contextlib.suppress(Exception):
+                importlib.import_module(name)
+
+    thread = threading.Thread(target=work, name="import-in-background", daemon=True)
+    thread.start()
+    return thread

@@ -25,7 +25,7 @@ from raysys.sweep.experiments import Experiment, grid
 from raysys.sweep.runner import run_sweep
 from raysys.train.connect import free_port
 
-pytestmark = [pytest.mark.slow, pytest.mark.own_ray]
+pytestmark = [pytest.mark.slow, pytest.mark.own_ray, pytest.mark.cluster]
 CLUSTER = Path(__file__).resolve().parents[1] / "cluster" / "gpu.yaml"
 IDLE_TIMEOUT_S = 15
 WORKER_CPUS = 2  # a GPU node's stand-in: one trial (1 + 0.5 + 0.1 CPU) per node

@@ -20,7 +20,7 @@ import pytest
 
 from raysys.train.connect import free_port
 
-pytestmark = [pytest.mark.slow, pytest.mark.own_ray]
+pytestmark = [pytest.mark.slow, pytest.mark.own_ray, pytest.mark.cluster]
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_KEY = "fakejobwandbkey0123456789abcdef012345678"
 

@@ -24,7 +24,7 @@ from raysys.sweep.experiments import Experiment, grid
 from raysys.sweep.runner import run_sweep
 from raysys.train.connect import free_port
 
-pytestmark = [pytest.mark.slow, pytest.mark.own_ray]
+pytestmark = [pytest.mark.slow, pytest.mark.own_ray, pytest.mark.cluster]
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "raysys-test"
 FAKE_KEYS = {"AWS_ACCESS_KEY_ID": "AKIAFAKEFAKEFAKE1234", "AWS_SECRET_ACCESS_KEY":

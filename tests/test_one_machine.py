@@ -48,6 +48,7 @@ def _wait_for(path: Path, text: str, proc: subprocess.Popen, timeout_s: float = 
         time.sleep(0.3)
 
 
+@pytest.mark.cluster
 def test_two_sweeps_at_once_each_finish_and_rays_own_cleaner_finds_its_ray(
         ray_local, demo_manifest, tmp_path, reliability_log):
     """Two `raysys sweep` commands started together, beside this process's Ray: three Rays on
@@ -80,6 +81,7 @@ def test_two_sweeps_at_once_each_finish_and_rays_own_cleaner_finds_its_ray(
                    "raysys)", "lost": "-"})
 
 
+@pytest.mark.cluster
 def test_ctrl_c_exits_130_with_the_command_that_resumes(ray_local, demo_manifest, tmp_path,
                                                         capsys, reliability_log):
     """SIGINT to `raysys train` mid-run, in a process of its own: exit 130 and the command that
@@ -181,6 +183,7 @@ JOIN = textwrap.dedent("""
 """)
 
 
+@pytest.mark.cluster
 def test_joining_a_ray_start_head_with_token_authentication(tmp_path, reliability_log):
     """A `ray start --head` made after a local run (a token exists, so Ray turns token
     authentication on) is joined by its address file and by RAY_ADDRESS, with RAY_AUTH_MODE

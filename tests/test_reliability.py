@@ -130,6 +130,17 @@ def test_bad_input_end_to_end_counted_and_nothing_leaks(
 
     write_manifest(mapped, report2, str(tmp_path / "m" / "manifest.parquet"))
     m = read_manifest(str(tmp_path / "m" / "manifest.parquet"))
+    # What the reliability rows below say, each asserted: the written report counts every
+    # kind with an example, no bad path is in the manifest, the odd formats and the mapped
+    # path are.
+    written = json.loads((tmp_path / "m" / "data_report.json").read_text())["bad_inputs"]
+    assert {k: v["count"] for k, v in written.items()} == {
+        k: n for k, n in EXPECTED_BAD.items() if k != "missing"}
+    assert all(v["examples"] for v in written.values()), written
+    names = set(m.path.map(lambda p: Path(p).name))
+    assert not names & {"bomb.png", "shared.jpg", "loop_a.jpg", "adir"}
+    assert {"palette.gif", "gray16.png"} <= names
+    assert str(elsewhere / "ann_far.jpg") in set(m.path)
     vanished = m[m.split == "val"].path.iloc[0]
     os.unlink(vanished)  # between the manifest and training
     n_train, n_val = int((m.split == "train").sum()), int((m.split == "val").sum())
@@ -158,10 +169,11 @@ def test_bad_input_end_to_end_counted_and_nothing_leaks(
          "with examples; left out of the manifest", "lost": "nothing (no good image dropped)"}
         for kind, n in EXPECTED_BAD.items()] + [
         {"id": "odd-formats", "fault": "bad input: palette GIF and 16-bit PNG", "tries": 2,
-         "outcome": "decoded to RGB and trained on", "lost": "nothing"},
+         "outcome": "in the manifest and decoded (the run counts no failure but the deleted "
+         "image)", "lost": "nothing"},
         {"id": "path-map",
          "fault": "bad input: absolute paths from another machine, with --path-map", "tries": 1,
-         "outcome": "rewritten and used", "lost": "nothing"},
+         "outcome": "rewritten into the manifest", "lost": "nothing"},
         {"id": "image-deleted",
          "fault": "image deleted between the manifest and training", "tries": 1,
          "outcome": "dropped inside Ray Data and counted (data/bad_images = 1 per epoch)",

@@ -23,10 +23,9 @@ from raysys import storage
 from raysys.config import Config
 from raysys.data.stream import keep_ray_data_actors_here
 from raysys.errors import Interrupted, StallError
-from raysys.report.floors import compute_floors
+from raysys.parallel import import_in_background
 from raysys.report.history import run_status
 from raysys.sweep.experiments import Experiment
-from raysys.sweep.report import write_report
 from raysys.sweep.trial import run_trial
 from raysys.train.cluster import check_placement, growth_capacity, run_demand
 from raysys.train.reservations import remove_leaked_groups, withdraw_train_request
@@ -64,6 +63,9 @@ def concurrency(cfg: Config) -> tuple[int, str]:
 class EpochLines(tune.Callback):
     """On the driver: one line per trial per epoch, and one when a trial ends."""
 
+    # Set by the sweep's first result (a trial trains). On the class: Tune pickles callbacks.
+    first_result = threading.Event()
+
     def __init__(self, epochs: int):
         self.epochs, self.started = epochs, {}
 
@@ -71,6 +73,7 @@ class EpochLines(tune.Callback):
         self.started[trial.trial_id] = time.time()
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        EpochLines.first_result.set()
         e = result.get("epoch", 0)
         per_epoch = (time.time() - self.started.get(trial.trial_id, time.time())) / max(e, 1)
         print(f"[{trial.trial_id}] epoch {e}/{self.epochs}  loss {result['train/loss']:.4f}  "
@@ -174,6 +177,10 @@ def run_sweep(exp: Experiment, base: Config, sweep_dir: str, *, resume: bool = F
     SweepGuard.active = None
     quiet_tune_restore_hint()
     check_placement(base)  # refused before any trial starts, not once per trial
+    # The reports' stack (matplotlib, scikit-learn, timm) loads once a trial trains.
+    EpochLines.first_result = trained = threading.Event()
+    import_in_background("raysys.sweep.report", "raysys.report.floors", "raysys.model.vit",
+                         after=trained)
     keep_ray_data_actors_here()  # on the head: trials' GPU nodes must be free to idle out
     storage.makedirs(sweep_dir)
     fs, path = storage.filesystem(sweep_dir)
@@ -212,7 +219,13 @@ def run_sweep(exp: Experiment, base: Config, sweep_dir: str, *, resume: bool = F
                            *wandb_callbacks(base, exp.name, sweep_dir)],
                 verbose=1 if verbose else 0),
         )
-    results = tuner.fit()
+    try:
+        results = tuner.fit()
+    finally:
+        trained.set()
+    from raysys.report.floors import compute_floors
+    from raysys.sweep.report import write_report
+
     remove_leaked_groups(wait_s=10)  # the last trials': a stopped trial cannot clean up
     guard = SweepGuard.active
     if guard is not None and guard.interrupted:

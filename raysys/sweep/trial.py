@@ -10,6 +10,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from raysys import storage
 from raysys.config import Config, apply_overrides, nest, validate
+from raysys.phases import mark
 from raysys.train.run import fit_trainer
 from raysys.train.watchdog import Watchdog
 
@@ -27,6 +28,7 @@ def run_trial(params: dict, base: dict, sweep_dir: str) -> None:
     """This trial's config, ledger and TorchTrainer, watched for stalls. The run folder and the
     Train run name are fixed per trial, so a restored trial resumes from its own latest
     checkpoint instead of epoch 1."""
+    mark("trial starts")
     trial_id = tune.get_context().get_trial_id()
     cfg = validate(apply_overrides(Config.from_dict(base), nest(params) | {"run": {
         "name": trial_id, "out": storage.join(sweep_dir, "runs", trial_id),

@@ -27,8 +27,10 @@ class EchoLedger:
     """While fit() blocks, print the lines rank 0 sends to the ledger (the driver's console),
     and keep them, with where Ray's own logs are, in the run folder's console.log."""
 
-    def __init__(self, ledger, run_dir: str, interval_s: float = 0.5):
+    def __init__(self, ledger, run_dir: str, first_line: threading.Event | None = None,
+                 interval_s: float = 0.5):
         self.ledger, self.run_dir, self.interval = ledger, run_dir, interval_s
+        self.first_line = first_line or threading.Event()  # set once a line has come
         self.lines = [f"Ray's logs: {ray_logs_dir()} (--verbose prints them)"]
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
@@ -43,6 +45,7 @@ class EchoLedger:
             for line in ray.get(self.ledger.drain.remote(), timeout=30):
                 print(line, flush=True)
                 self.lines.append(line)
+                self.first_line.set()
         except Exception:  # the console must never fail a run
             pass
 

@@ -33,6 +33,7 @@ from raysys.model.step import (
     seed_epoch,
     train_one_epoch,
 )
+from raysys.phases import mark, on_first
 from raysys.report.history import run_status
 from raysys.train.console import Console
 from raysys.train.rundir import NullWriter, RunWriter
@@ -42,6 +43,7 @@ from raysys.train.tracking import start_wandb
 
 def run_worker(loop_config: dict) -> None:
     cfg = validate(Config.from_dict(loop_config["config"]))
+    mark("worker imports (torch, timm)", cfg.run.out)
     names, counts = loop_config["names"], np.asarray(loop_config["train_counts"], np.float64)
     ledger, spe, run_dir = loop_config["ledger"], loop_config["steps_per_epoch"], cfg.run.out
     rank = ray.train.get_context().get_world_rank()
@@ -55,6 +57,7 @@ def run_worker(loop_config: dict) -> None:
     random_seed(derived_seed(seed), 0)  # the same initial weights on every rank and every run
     t = make_trainee(cfg, counts, device, wrap=ray.train.torch.prepare_model,
                      steps_per_epoch=spe)
+    mark("model built", run_dir)
     log_prior = torch.log(torch.tensor(counts / counts.sum(), device=device,
                                        dtype=torch.float32))
 
@@ -82,7 +85,8 @@ def run_worker(loop_config: dict) -> None:
     if rank == 0:
         ray.get(ledger.set_start.remote(start_epoch))
     barrier()
-    batches = train_batches(cfg, ray.train.get_dataset_shard("train"), device)
+    batches = on_first(train_batches(cfg, ray.train.get_dataset_shard("train"), device),
+                       "streams started, first batch", run_dir)
     val_bad = ray.get(ledger.bad_count.remote("val", 0)) if rank == 0 else 0
     nodes = [str(n) for n in all_gather_objects(ray.get_runtime_context().get_node_id())]
 
@@ -144,6 +148,7 @@ def run_worker(loop_config: dict) -> None:
                 save_trainee(t, d / STATE_FILE, epoch=epoch, best=best, history=history)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d)
                              if d is not None else None)
+        mark(f"epoch {epoch} reported", run_dir)
         if tr["diverged"]:
             break
     wandb_run.finish()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from contextlib import contextmanager, nullcontext
 
@@ -23,6 +24,8 @@ from raysys.data.manifest import build_manifest, format_report, write_manifest
 from raysys.data.source import Source, load_source
 from raysys.data.stream import SplitConfig, train_stream, val_dataset
 from raysys.errors import BadDataError, Interrupted, StallError
+from raysys.parallel import import_in_background
+from raysys.phases import mark
 from raysys.report.history import best_entry, read_history
 from raysys.train.cluster import check_placement, check_shared, run_demand
 from raysys.train.connect import forwarded_env, init_ray
@@ -30,6 +33,9 @@ from raysys.train.console import EchoLedger
 from raysys.train.reservations import remove_leaked_groups
 from raysys.train.watchdog import Watchdog
 
+# What the report imports (matplotlib, scikit-learn, timm for the attention maps): loaded while
+# the epochs run.
+REPORT_STACK = ("raysys.report.build", "raysys.model.vit")
 MANIFEST_KEYS = ("index_dir", "split_by", "group_by", "group_pattern", "val_fraction",
                  "path_map", "max_pixels")
 
@@ -72,6 +78,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     """Ray Train's entry point on each worker. The loop's model stack (timm, torchvision,
     scikit-learn) is imported here, in the worker: the driver and a sweep's trial actor only
     hand this function on, and importing that stack cost each of them ~5 s of CPU per run."""
+    mark("Train controller and worker group up", loop_config["config"]["run"]["out"])
     from raysys.train.loop import run_worker
 
     run_worker(loop_config)
@@ -138,8 +145,8 @@ def stops_as_errors(ledger):
         raise e
 
 
-def fit_trainer(cfg: Config, dog: Watchdog, callbacks: list | None = None, echo: bool = True
-                ) -> ray.train.Result:
+def fit_trainer(cfg: Config, dog: Watchdog, callbacks: list | None = None, echo: bool = True,
+                first_line: threading.Event | None = None) -> ray.train.Result:
     """Build this run's data, ledger and TorchTrainer, and fit it: the part `fit` and a sweep's
     trial function share (a sweep prints from Tune's side instead: echo=False). The run leaves
     nothing behind in Ray: its ledger ends with it, and a placement group a dead controller
@@ -149,16 +156,20 @@ def fit_trainer(cfg: Config, dog: Watchdog, callbacks: list | None = None, echo:
     source = load_checked_source(cfg)
     ledger = create_ledger(source, cfg.data)
     dog.attach(ledger)
+    mark("placement checked, manifest read, ledger up", cfg.run.out)
     try:
-        with EchoLedger(ledger, cfg.run.out) if echo else nullcontext(), \
+        with EchoLedger(ledger, cfg.run.out, first_line) if echo else nullcontext(), \
                 stops_as_errors(ledger):
             trainer = build_trainer(cfg, source, ledger, callbacks, placement)
             dog.raise_if_stopped()
+            mark("val held, trainer built", cfg.run.out)
             return trainer.fit()
     finally:
+        mark("Train shut down", cfg.run.out)
         dog.detach()
         ray.kill(ledger)
         remove_leaked_groups()
+        mark("ledger and groups cleaned up", cfg.run.out)
 
 
 def fit(cfg: Config, verbose: bool = False) -> dict:
@@ -166,7 +177,9 @@ def fit(cfg: Config, verbose: bool = False) -> dict:
     Watched from `ray.init` to the report (train/watchdog.py); Ctrl+C raises Interrupted with
     the run folder that the same command, given `--out`, resumes from."""
     cfg = resolve_run(validate(cfg))
+    mark("run folder and manifest", cfg.run.out)
     init_ray(run_demand(cfg)["CPU"], verbose)
+    mark("ray.init", cfg.run.out)
     try:
         with Watchdog(cfg.run.stall_timeout_s) as dog:
             return dog.call(train_and_report, cfg, dog)
@@ -177,11 +190,17 @@ def fit(cfg: Config, verbose: bool = False) -> dict:
 def train_and_report(cfg: Config, dog: Watchdog) -> dict:
     check_shared(cfg.run.out, cfg)
     print(f"raysys train {cfg.run.name}: {cfg.batch_line()}", flush=True)
-    result = fit_trainer(cfg, dog)
+    training = threading.Event()  # set by the first line rank 0 prints: the loop runs
+    import_in_background(*REPORT_STACK, after=training)
+    try:
+        result = fit_trainer(cfg, dog, first_line=training)
+    finally:
+        training.set()
     dog.progress()
-    from raysys.report.build import build_report  # matplotlib, sklearn: not before training
+    from raysys.report.build import build_report
 
     build_report(cfg.run.out)  # reads back what training wrote
+    mark("report built", cfg.run.out)
     history = read_history(cfg.run.out)
     metric = cfg.run.metric
     # The best checkpoint Ray Train kept by run.metric; none if the run diverged in epoch 1.

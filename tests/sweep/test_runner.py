@@ -1,12 +1,15 @@
 """A sweep on a local Ray: ASHA stops trials and records the bad one, and the report is
 complete. (A killed sweep's resume is in test_job.py, through `ray job submit`.)"""
 
+import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 
 from raysys.config import load_config
 from raysys.sweep.experiments import Experiment, grid
@@ -59,7 +62,20 @@ def test_asha_sweep_stops_trials_and_records_the_bad_one(ray_local, demo_manifes
     assert f"Trial `{winner}`: val/balanced_acc" in summary
     assert all(t in summary for t in trials["trial_id"])
     assert "1 of 5 trials diverged" in summary and "n/a: no trial with 30 names" in summary
-    assert (tmp_path / "lr_probe" / "curves.png").stat().st_size
-    for t in trials["trial_id"]:
-        assert f"(runs/{t}/summary.md)" in summary
-        assert (tmp_path / "lr_probe" / "runs" / t / "summary.md").exists()
+    # One drawn curve per trial that ran two epochs (a legend swatch alone is ~60 pixels).
+    drawn = curve_pixels((tmp_path / "lr_probe" / "curves.png").read_bytes(), len(trials))
+    assert sum(n > 300 for n in drawn) >= (trials["epochs"] >= 2).sum(), drawn
+    for t in trials.itertuples():
+        assert f"(runs/{t.trial_id}/summary.md)" in summary
+        own = (tmp_path / "lr_probe" / "runs" / t.trial_id / "summary.md").read_text()
+        assert (t.status == "diverged"
+                or f"best epoch by `val/balanced_acc`: **{int(t.best_epoch)}**" in own), own[:400]
+
+
+def curve_pixels(png: bytes, n: int) -> list[int]:
+    """Pixels of each of matplotlib's first n cycle colours in a figure."""
+    from matplotlib import colors
+
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).reshape(-1, 3).astype(int)
+    return [int((np.abs(rgb - np.round(np.array(colors.to_rgb(f"C{i}")) * 255)).max(1) <= 8)
+                .sum()) for i in range(n)]
