@@ -24,8 +24,8 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	RAYSYS_RELIABILITY=fresh $(PY) -m pytest -q --durations=15 -m "not cluster"
 
-# The cluster tier, after `make test`: tests that start Rays of their own (simulated nodes, the
-# autoscaler, a submitted job, two commands on one machine). RAYSYS_RELIABILITY=check: every
+# The cluster tier, after `make test` (tests marked `cluster`): simulated nodes, the autoscaler,
+# a submitted job, and more Rays beside the shared one (two commands, Ctrl+C, token auth). RAYSYS_RELIABILITY=check: every
 # fault test of both tiers must have left its record, and benchmarks/RELIABILITY.md is rebuilt.
 test-cluster: $(STAMP)
 	RAYSYS_RELIABILITY=check $(PY) -m pytest -q --durations=10 -m cluster

@@ -136,13 +136,16 @@ def measure_sweep(work: Path) -> dict:
     t0, end = timed([sys.executable, "sweeps/label_smoothing.py", "--out", str(work / "sweep")],
                     marks, work / "sweep.log")
     got = read_marks(marks)
-    # A trial's marks: its trial function's start (Tune's actor), then its run folder's.
-    starts = sorted(m["t"] for m in got if m["phase"] == "trial starts")
+    # A trial's marks: its trial function's start, from the same Tune actor (pid) as its run's
+    # first marks, then its run folder's (the worker's too).
+    starts = {m["pid"]: m["t"] for m in got if m["phase"] == "trial starts"}
     trials = []
     for run in sorted({m["run"] for m in got if m["run"]}):
         mine = sorted((m for m in got if m["run"] == run), key=lambda m: m["t"])
-        start = max((s for s in starts if s <= mine[0]["t"]), default=mine[0]["t"])
+        start = starts.get(mine[0]["pid"], mine[0]["t"])
         ends = [m["t"] for m in mine if m["phase"].endswith("reported")]
+        if not ends:  # a trial that never finished an epoch has no fixed cost to read
+            continue
         history = json.loads((Path(run) / "training_log.json").read_text())
         steady = sorted(h["time/epoch_s"] for h in history[1:])[len(history[1:]) // 2] \
             if len(history) > 1 else history[0]["time/epoch_s"]
@@ -177,7 +180,8 @@ def main(argv: list[str] | None = None) -> dict:
     if a.bare:
         bare_loop(a.bare, a.epochs)
         return {}
-    work = a.work or Path(tempfile.mkdtemp(prefix="fixed_cost_"))
+    # absolute: the child processes run in the project folder, Tune's trials in their own
+    work = (a.work or Path(tempfile.mkdtemp(prefix="fixed_cost_"))).resolve()
     work.mkdir(parents=True, exist_ok=True)
     out = {"run": measure_run(work, a.epochs)}
     out["bare"] = measure_bare(work, a.epochs)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
 import shutil
 import subprocess
 import sys
@@ -31,8 +32,12 @@ def main() -> None:
     if not a.keep:
         shutil.rmtree(ROOT / "mutants", ignore_errors=True)
     patterns = [f"{m}.*" for m in a.only]
+    # mutmut forks a child per mutant from a process whose tests ran torch: with an OpenMP
+    # thread pool started before the fork, the child's first torch op can hang for ever (and
+    # reads as a timeout). One thread starts no pool.
+    one_thread = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     subprocess.run([*MUTMUT, "run", "--max-children", str(a.max_children), *patterns], cwd=ROOT,
-                   check=False, stdout=subprocess.DEVNULL)
+                   check=False, stdout=subprocess.DEVNULL, env=one_thread)
     listing = subprocess.run([*MUTMUT, "results", "--all", "true"], cwd=ROOT, check=True,
                              capture_output=True, text=True).stdout
     status = {name: st for name, st in (line.strip().rsplit(": ", 1) for line in

@@ -14,10 +14,11 @@ from pathlib import Path
 
 def render(rows: list[dict], src: str) -> str:
     lines = ["# Reliability: faults injected, bad input tried", "",
-             f"Rebuilt by `make test` from `{src}`, which that run's tests wrote "
-             "(tests/test_reliability.py, test_multinode.py, test_job.py): every row is what a "
-             "test observed and asserted in that run, and a fault test that fails or is "
-             "deleted fails `make test` instead of leaving its old row here.", "",
+             f"Rebuilt by `make test-cluster` from `{src}`, which its tests and the "
+             "`make test` just before it wrote (tests/test_reliability.py, test_one_machine.py, "
+             "test_multinode.py, test_job.py, test_autoscaler.py, train/test_run.py): every "
+             "row is what a test observed and asserted in those runs, and a fault test that "
+             "fails or is deleted fails its tier instead of leaving its old row here.", "",
              "| fault or bad input | tries | outcome | lost | recovered in |",
              "|---|---|---|---|---|"]
     for r in rows:

@@ -50,18 +50,26 @@ def progress(items: Iterable, total: int, what: str) -> Iterator:
         print(file=sys.stderr)
 
 
-def import_in_background(*modules: str, after: threading.Event) -> threading.Thread:
-    """Import modules in a daemon thread once `after` is set: the report's stack (matplotlib,
-    scikit-learn, timm; ~5 s of CPU) while the driver only waits on a training that runs, not
-    after it, and not while Ray starts the run's processes. A failed import is left for the
-    caller's own import to raise."""
+class BackgroundImport:
+    """Modules imported in a daemon thread once `go` is set: the report's stack (matplotlib,
+    scikit-learn, timm; ~5 s of CPU) while the driver only waits on a run that trains, not after
+    it, and not while Ray starts the run's processes. After `cancel()` (training ended) it
+    begins no further module: the caller imports what it needs itself, and a failed import is
+    left for that import to raise."""
 
-    def work() -> None:
-        after.wait()
-        for name in modules:
+    def __init__(self, *modules: str):
+        self.modules, self.go, self.cancelled = modules, threading.Event(), False
+        self.thread = threading.Thread(target=self._work, name="background-import", daemon=True)
+        self.thread.start()
+
+    def _work(self) -> None:
+        self.go.wait()
+        for name in self.modules:
+            if self.cancelled:
+                return
             with contextlib.suppress(Exception):
                 importlib.import_module(name)
 
-    thread = threading.Thread(target=work, name="import-in-background", daemon=True)
-    thread.start()
-    return thread
+    def cancel(self) -> None:
+        self.cancelled = True
+        self.go.set()

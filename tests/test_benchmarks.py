@@ -26,8 +26,9 @@ def test_gpu_check_dry_run(ray_local, tmp_path):
     assert synthetic["img_per_s"] == pytest.approx(synthetic["images"] / synthetic["seconds"])
     assert not synthetic["diverged"] and np.isfinite(synthetic["loss"])
     full = report["full_path"]
-    # an epoch's train images (fewer than the 128 made) at the measured rate fit in the epoch
-    assert 0 < full["img_per_s"] * full["epoch_s"] < 128
+    # An epoch trains one step of 64 (about 100 of the 128 images are train): at the measured
+    # train rate they take no longer than the whole epoch.
+    assert full["img_per_s"] * full["epoch_s"] >= 64
     assert 0 <= full["data_wait_frac"] < 1
     assert full["resume"] == {"epochs_first": [1], "epochs_after": [1, 2], "ok": True}
 
@@ -59,12 +60,13 @@ def test_scale_quick_is_linear_bounded_and_scores_every_val_image_once(tmp_path)
 
     s = main(["--quick", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")])
     assert s["sizes"][-1] >= 9_000 and s["val_scored_once"]
-    # every stage timed at every size, and the stages that take seconds judged for slope
+    # every stage timed at every size, and some stage long enough to be judged for slope
     assert all(len(s["stages"][k]["s"]) == 2 and min(s["stages"][k]["s"]) > 0 for k in STAGES)
-    assert {"epoch", "report"} <= {k for k, v in s["stages"].items() if v["judged"]}
+    assert any(v["judged"] for v in s["stages"].values())
     assert s["linear"], {k: round(v["slope"], 2) for k, v in s["stages"].items()}
     # Bounded: 7.5k more images add at most ~27 KB each to the driver (measured: ~8 KB, RSS
-    # noise included); holding pixels (3 x 96 x 96 bytes and up per image) breaks it.
+    # noise included). It catches the driver holding ~27 KB or more per image (a 96 px RGB
+    # image; scale's own are 32 px, 3 KB, too few to tell from the noise).
     grew = s["driver_peak_gb"][1] - s["driver_peak_gb"][0]
     assert grew <= 0.2, s["driver_peak_gb"]
     with Image.open(tmp_path / "out" / "scale.png") as png:

@@ -132,3 +132,42 @@ def tau_tradeoff(entry: dict, target: float = 0.30) -> TauChoice:
     return TauChoice(rows, max(ok, key=lambda r: r["top1"]) if ok else None)
 
 
+
+
+FEW_PEOPLE = 2  # val people per name at or under which a person-level interval means little
+
+
+def people_per_name(label: np.ndarray, split: np.ndarray, person: np.ndarray, names: list[str]
+                    ) -> dict:
+    """The design behind every person-level interval: per name, its people (identity clusters;
+    an image without one is its own) and images in train and val; the names with a single
+    train person; and a warning when most names present in val have at most FEW_PEOPLE val
+    people (one person per name gives a zero-width interval) or when every name is a single
+    person (the identity is the name's folder, not the person: data.group_by or
+    data.group_pattern)."""
+    counts, k = {}, len(names)
+    for side in ("train", "val"):
+        on = split == side
+        pairs = {(int(lab), p) for lab, p in zip(label[on], person[on], strict=True)}
+        counts[f"{side}_people"] = np.bincount([lab for lab, _ in pairs], minlength=k)[:k]
+        counts[f"{side}_images"] = np.bincount(label[on], minlength=k)[:k]
+    in_val = counts["val_images"] > 0
+    few = int((in_val & (counts["val_people"] <= FEW_PEOPLE)).sum())
+    single_train = np.flatnonzero((counts["train_images"] > 0) & (counts["train_people"] == 1))
+    whole = {(int(lab), p) for lab, p in zip(label, person, strict=True)}
+    every_name_one_person = len(whole) == len(np.unique(label))
+    warnings_ = []
+    if every_name_one_person and len(whole) > 1:
+        warnings_.append("every name is a single person: the identity is the name's folder, "
+                         "not the person, so every interval has zero width. Set "
+                         "data.group_pattern (or data.group_by) to the person and rebuild the "
+                         "manifest")
+    elif in_val.any() and few > in_val.sum() / 2:
+        warnings_.append(f"{few} of {int(in_val.sum())} names in val have at most {FEW_PEOPLE} "
+                         "val people: their person-level intervals are near zero width or "
+                         "decided by one or two people; read them as indicative only")
+    return {**{key: v.tolist() for key, v in counts.items()},
+            "few_val_people": few, "names_in_val": int(in_val.sum()),
+            "single_train_person": [names[i] for i in single_train],
+            "single_train_person_images": int(counts["train_images"][single_train].sum()),
+            "train_images_total": int(counts["train_images"].sum()), "warnings": warnings_}

@@ -131,9 +131,14 @@ def build_report(run_dir: str, figures: bool | None = None, demographics: str | 
         extras["balanced_subset"] = analysis.balanced_subset(labels, preds, cfg.run.seed)
         manifest = read_manifest(path_manifest(cfg.data.manifest))
         group_of = dict(zip(manifest["row"], manifest["group"], strict=True))
+        person = clusters_of(manifest["row"].to_numpy(), group_of)
+        extras["design"] = analysis.people_per_name(
+            manifest["label"].to_numpy(), manifest["split"].to_numpy(), person,
+            table["name"].tolist())
         try:  # a finished run's report must not die on one analysis
             extras |= inference(cfg, run_dir, history, table, arrays, extras["floors"],
                                 group_of)
+            extras["inference"]["design"] = extras["design"]
             storage.write_json(storage.join(run_dir, "inference.json"), inference_json(extras))
             storage.write_text(storage.join(run_dir, "demographics.csv"),
                                extras["inference"]["demographics"]["table"].to_csv(index=False))

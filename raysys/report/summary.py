@@ -189,6 +189,25 @@ def posthoc_note(class_weights: str, logit_adjust_tau: float = 0.0) -> str:
             "rows below show that over-correction, not a fair skew trade-off.")
 
 
+def design_lines(d: dict | None) -> list[str]:
+    """People per name behind the person-level intervals, and the warning when they are too
+    few to mean anything (analysis.people_per_name)."""
+    if not d:
+        return []
+    single = d["single_train_person"]
+    lines = ["", "## Design: people per name", "",
+             *[f"**Warning: {w}.**" for w in d["warnings"]],
+             f"- {d['few_val_people']} of {d['names_in_val']} names in val have at most 2 val "
+             "people; median people per name: train "
+             f"{np.median(d['train_people']):g}, val {np.median(d['val_people']):g}.",
+             f"- {len(single)} names have a single train person "
+             f"({d['single_train_person_images']} of {d['train_images_total']} train images)"
+             + (": " + ", ".join(single[:20]) + (" ..." if len(single) > 20 else "")
+                if single else "."),
+             "- per name, train and val people and images: `inference.json` (`design`)."]
+    return lines
+
+
 def render_extras(extras: dict, best: dict, k: int) -> list[str]:
     """The sections only the full report has (raysys report): floors, figures, analyses."""
     lines: list[str] = []
@@ -221,6 +240,7 @@ def render_extras(extras: dict, best: dict, k: int) -> list[str]:
                      "That is at chance: no measurable signal in the image format.")
                   + f" The floors use the training centre crop ({fl['center_crop']:g}) and "
                   "balanced class weights, fitted on train and scored on val."]
+    lines += design_lines(extras.get("design"))
     lk = extras.get("leakage")
     if lk:
         lines += ["", "## Identity leakage", ""]

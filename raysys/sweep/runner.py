@@ -23,7 +23,7 @@ from raysys import storage
 from raysys.config import Config
 from raysys.data.stream import keep_ray_data_actors_here
 from raysys.errors import Interrupted, StallError
-from raysys.parallel import import_in_background
+from raysys.parallel import BackgroundImport
 from raysys.report.history import run_status
 from raysys.sweep.experiments import Experiment
 from raysys.sweep.trial import run_trial
@@ -177,10 +177,6 @@ def run_sweep(exp: Experiment, base: Config, sweep_dir: str, *, resume: bool = F
     SweepGuard.active = None
     quiet_tune_restore_hint()
     check_placement(base)  # refused before any trial starts, not once per trial
-    # The reports' stack (matplotlib, scikit-learn, timm) loads once a trial trains.
-    EpochLines.first_result = trained = threading.Event()
-    import_in_background("raysys.sweep.report", "raysys.report.floors", "raysys.model.vit",
-                         after=trained)
     keep_ray_data_actors_here()  # on the head: trials' GPU nodes must be free to idle out
     storage.makedirs(sweep_dir)
     fs, path = storage.filesystem(sweep_dir)
@@ -219,10 +215,13 @@ def run_sweep(exp: Experiment, base: Config, sweep_dir: str, *, resume: bool = F
                            *wandb_callbacks(base, exp.name, sweep_dir)],
                 verbose=1 if verbose else 0),
         )
+    # The reports' stack (matplotlib, scikit-learn, timm) loads once a trial trains.
+    stack = BackgroundImport("raysys.sweep.report", "raysys.report.floors", "raysys.model.vit")
+    EpochLines.first_result = stack.go
     try:
         results = tuner.fit()
     finally:
-        trained.set()
+        stack.cancel()  # what it has not begun, this thread imports when it needs it
     from raysys.report.floors import compute_floors
     from raysys.sweep.report import write_report
 

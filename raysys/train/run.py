@@ -24,7 +24,7 @@ from raysys.data.manifest import build_manifest, format_report, write_manifest
 from raysys.data.source import Source, load_source
 from raysys.data.stream import SplitConfig, train_stream, val_dataset
 from raysys.errors import BadDataError, Interrupted, StallError
-from raysys.parallel import import_in_background
+from raysys.parallel import BackgroundImport
 from raysys.phases import mark
 from raysys.report.history import best_entry, read_history
 from raysys.train.cluster import check_placement, check_shared, run_demand
@@ -190,12 +190,11 @@ def fit(cfg: Config, verbose: bool = False) -> dict:
 def train_and_report(cfg: Config, dog: Watchdog) -> dict:
     check_shared(cfg.run.out, cfg)
     print(f"raysys train {cfg.run.name}: {cfg.batch_line()}", flush=True)
-    training = threading.Event()  # set by the first line rank 0 prints: the loop runs
-    import_in_background(*REPORT_STACK, after=training)
+    stack = BackgroundImport(*REPORT_STACK)  # goes once rank 0 prints its first line
     try:
-        result = fit_trainer(cfg, dog, first_line=training)
+        result = fit_trainer(cfg, dog, first_line=stack.go)
     finally:
-        training.set()
+        stack.cancel()  # what it has not begun, this thread imports when it needs it
     dog.progress()
     from raysys.report.build import build_report
 

@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,8 +15,11 @@ from raysys.data.manifest import (
     ManifestError,
     assign_groups,
     build_manifest,
+    format_report,
+    label_names,
     read_manifest,
     stable_fraction,
+    write_manifest,
 )
 
 
@@ -156,8 +160,13 @@ def test_split_with_the_names_as_folders_is_refused(tmp_path):
             _jpeg(tmp_path / "images" / name / f"{i}.jpg")
         (idx / f"index_{name}.json").write_text(json.dumps(
             {"good": [f"../images/{name}/{i}.jpg" for i in range(3)]}))
-    with pytest.raises(ManifestError, match="single identity group.*split_by=image"):
+    with pytest.raises(ManifestError) as e:
         build_manifest(DataConfig(index_dir=str(idx), split_by="group"))
+    assert str(e.value) == (
+        f"{idx}: data.split_by=group with data.group_by=parent makes every name a single "
+        "identity group (the folders are the names themselves?), so each name would land "
+        "wholly in train or wholly in val. Use data.split_by=image, or a data.group_pattern "
+        "that captures the person in the path")
     df, _ = build_manifest(DataConfig(index_dir=str(idx), split_by="image"))
     assert len(df) == 9 and df["row"].tolist() == list(range(9))
 
@@ -193,3 +202,224 @@ def test_lfw_manifest(lfw_index, tmp_path):
     several = per[per["people"] >= 2]
     assert (several["train"] > 0).all() and (several["val"] > 0).all()
     assert report["names_without_train_images"] == []
+
+
+def test_written_manifest_reads_back_with_its_names_and_report(messy_index, tmp_path):
+    df, report = build_manifest(DataConfig(index_dir=str(messy_index), split_by="group"))
+    out = tmp_path / "m" / "manifest.parquet"
+    write_manifest(df, report, str(out))
+    back = read_manifest(str(out))
+    pd.testing.assert_frame_equal(back, df.reset_index(drop=True), check_dtype=False)
+    assert list(read_manifest(str(out), columns=["row", "label"]).columns) == ["row", "label"]
+    names = json.loads((out.parent / "names.json").read_text())
+    assert names == label_names(df) == ["ann", "bob"]
+    assert json.loads((out.parent / "data_report.json").read_text()) == json.loads(
+        json.dumps(report))
+
+
+def test_label_names_follow_the_label_not_the_row_order():
+    df = pd.DataFrame({"label": [2, 0, 1, 0, 2], "name": ["cy", "al", "bo", "al", "cy"]})
+    assert label_names(df) == ["al", "bo", "cy"]
+
+
+def test_format_report_lines():
+    r = {"index_dir": "/d", "names": 3, "images": 10, "train": 8, "val": 2,
+         "largest": [("al", 5), ("bo", 3)], "smallest": [("bo", 3), ("cy", 2)],
+         "class_size_cv": 0.41234,
+         "names_without_train_images": [], "bad_inputs": {}}
+    assert format_report(r).splitlines() == [
+        "index folder : /d", "names        : 3", "images       : 10  (train 8, val 2)",
+        "largest      : al 5, bo 3", "smallest     : bo 3, cy 2",
+        "class CV     : 0.412  (std/mean of images per name)", "bad inputs   : none"]
+    r |= {"names_without_train_images": [f"n{i}" for i in range(10)],
+          "bad_inputs": {"missing": {"count": 2}, "duplicate": {"count": 1}}}
+    lines = format_report(r).splitlines()
+    assert lines[-2] == ("no train imgs: 10 names (all their identities fell in val): "
+                         "n0, n1, n2, n3, n4, n5, n6, n7  -> train with data.top_k, or another "
+                         "split")
+    assert lines[-1] == "bad inputs   : missing 2, duplicate 1"
+
+
+def test_read_header_names_each_kind_with_size_and_bytes(tmp_path):
+    from raysys.data.manifest import read_header
+
+    ok = tmp_path / "ok.jpg"
+    Image.new("RGB", (30, 20), (1, 2, 3)).save(ok, format="JPEG")
+    n = ok.stat().st_size
+    assert read_header(str(ok), 600) == ("ok", 30, 20, n)  # exactly the pixel limit
+    assert read_header(str(ok), 599) == ("too_large", 30, 20, n)
+    png = tmp_path / "ok.png"
+    Image.new("L", (5, 7)).save(png)
+    assert read_header(str(png), 100) == ("ok", 5, 7, png.stat().st_size)
+    big = tmp_path / "big.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (150, 200, 3), np.uint8)).save(
+        big, format="JPEG")
+    cut = tmp_path / "cut.jpg"  # the header reads, the end marker is gone
+    cut.write_bytes(big.read_bytes()[: big.stat().st_size * 2 // 3])
+    assert read_header(str(cut), 10**6) == ("truncated", 200, 150, cut.stat().st_size)
+    stub = tmp_path / "stub.jpg"  # too short for a header, but a JPEG's start
+    stub.write_bytes(ok.read_bytes()[:12])
+    assert read_header(str(stub), 600) == ("truncated", 0, 0, 12)
+    text = tmp_path / "text.jpg"
+    text.write_text("not an image")
+    assert read_header(str(text), 600) == ("not_image", 0, 0, 12)
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    assert read_header(str(tmp_path / "empty.jpg"), 600) == ("empty", 0, 0, 0)
+    assert read_header(str(tmp_path), 600) == ("not_a_file", 0, 0, 0)
+    assert read_header(str(tmp_path / "gone.jpg"), 600) == ("missing", 0, 0, 0)
+    os.symlink(tmp_path / "b", tmp_path / "a")
+    os.symlink(tmp_path / "a", tmp_path / "b")
+    assert read_header(str(tmp_path / "a"), 600) == ("unreadable", 0, 0, 0)
+
+
+def test_group_of_by_pattern_folder_or_none():
+    import re
+
+    from raysys.data.manifest import group_of
+
+    path = "/data/ann/ann_p7/3.jpg"
+    assert group_of(path, "parent", None) == "ann_p7" and group_of(path, "none", None) is None
+    assert group_of(path, "none", re.compile(r"_(p\d+)/")) == "p7"  # the first group
+    assert group_of(path, "parent", re.compile(r"p\d+")) == "p7"  # no group: the match
+    assert group_of(path, "parent", re.compile(r"q\d+")) is None
+
+
+def test_assign_groups_walks_digest_order_towards_the_target():
+    from raysys.data.manifest import assign_groups, stable_fraction
+
+    sizes = {"a": 10, "b": 10, "c": 10, "d": 10, "e": 60}
+    order = sorted(sizes, key=stable_fraction)
+    val = assign_groups(sizes, 0.2)  # target 20 of 100 images: two of the small groups
+    assert "e" not in val and sum(sizes[g] for g in val) == 20
+    assert val == set([g for g in order if g != "e"][:2])
+    assert assign_groups(sizes, 0.0) == set() and assign_groups({"x": 5}, 0.5) == set()
+    assert assign_groups({"x": 5}, 0.6) == {"x"}  # 5 is nearer 3 than 0 is
+
+
+def test_data_report_fields():
+    from raysys.data.manifest import BadInputs, data_report
+
+    names = ["al", "bo", "cy", "di", "ed", "fy"]
+    counts = {"al": 6, "bo": 5, "cy": 4, "di": 3, "ed": 2, "fy": 1}
+    rows = [(n, "val" if n == "fy" or (n == "al" and i == 0) else "train")
+            for n, c in counts.items() for i in range(c)]
+    df = pd.DataFrame(rows, columns=["name", "split"])
+    bad = BadInputs()
+    bad.add("missing", "x.jpg")
+    r = data_report(df, names, bad, tmp_index := Path("/idx"))
+    sizes = np.array(list(counts.values()), float)
+    assert r == {"index_dir": str(tmp_index), "names": 6, "images": 21, "train": 19, "val": 2,
+                 "largest": [["al", 6], ["bo", 5], ["cy", 4], ["di", 3], ["ed", 2]],
+                 "smallest": [["bo", 5], ["cy", 4], ["di", 3], ["ed", 2], ["fy", 1]],
+                 "class_size_cv": pytest.approx(sizes.std() / sizes.mean()),
+                 "names_without_train_images": ["fy"],
+                 "bad_inputs": {"missing": {"count": 1, "meaning": r["bad_inputs"]["missing"][
+                     "meaning"], "examples": ["x.jpg"]}}}
+
+
+def test_each_bad_kind_names_its_file(messy_index):
+    _, report = build_manifest(DataConfig(index_dir=str(messy_index)))
+    ex = {k: v["examples"] for k, v in report["bad_inputs"].items()}
+    idx = str(messy_index)
+    assert ex["malformed_json"] == [f"{idx}/index_cat.json: Expecting property name enclosed in "
+                                    "double quotes: line 1 column 2 (char 1)"]
+    assert ex["empty_json"] == [f"{idx}/index_dan.json"]
+    assert ex["no_good_key"] == [f"{idx}/index_eve.json"]
+    assert len(ex["duplicate"]) == 1 and ex["duplicate"][0].endswith(
+        "ann_p1/0.jpg (twice in index_ann.json)")
+    assert all("shared.jpg (under 2 names, incl. " in e for e in ex["conflict"])
+
+
+def test_the_image_split_is_the_digest_of_each_path(demo_index):
+    data = DataConfig(index_dir=str(demo_index), split_by="image", val_fraction=0.3)
+    df, _ = build_manifest(data)
+    rel = [os.path.relpath(p, demo_index) for p in df["path"]]
+    want = ["val" if stable_fraction(r) < 0.3 else "train" for r in rel]
+    assert df["split"].tolist() == want and 0.2 < (df["split"] == "val").mean() < 0.4
+
+
+def test_group_pattern_names_the_person(tmp_path):
+    img, idx = tmp_path / "images", tmp_path / "index_files"
+    idx.mkdir()
+    for name in ("ann", "bob"):
+        for person in range(4):
+            for i in range(2):
+                _jpeg(img / name / f"{name}_p{person}_{i}.jpg")
+        _jpeg(img / name / f"{name}-loose.jpg")  # the pattern does not match: no person
+        (idx / f"index_{name}.json").write_text(json.dumps({"good": [
+            f"../images/{name}/{name}_p{p}_{i}.jpg" for p in range(4) for i in range(2)]
+            + [f"../images/{name}/{name}-loose.jpg"]}))
+    df, _ = build_manifest(DataConfig(index_dir=str(idx), split_by="group", group_by="none",
+                                      group_pattern=r"(\w+_p\d+)_", val_fraction=0.25))
+    loose = df[df["group"].isna()]
+    assert len(loose) == 2 and loose["split"].tolist() == [  # their per-image split
+        "val" if stable_fraction(os.path.relpath(p, idx)) < 0.25 else "train"
+        for p in loose["path"]]
+    assert sorted(df["group"].dropna().unique()) == [f"{n}_p{p}" for n in ("ann", "bob")
+                                                     for p in range(4)]
+    assert df.groupby("group")["split"].nunique().max() == 1  # a person on one side
+    assert set(df["split"]) == {"train", "val"}
+
+
+def test_manifest_errors_name_the_folder_and_the_fix(tmp_path):
+    def error(index_dir):
+        with pytest.raises(ManifestError) as e:
+            build_manifest(DataConfig(index_dir=str(index_dir)))
+        return str(e.value)
+
+    assert error(tmp_path / "nope") == (
+        f"{tmp_path / 'nope'}: not a folder; data.index_dir (--index-dir) must hold the "
+        "index_<name>.json files")
+    assert error(tmp_path) == (
+        f"{tmp_path}: no index_<name>.json files found; point data.index_dir (--index-dir) at "
+        "the folder that holds them")
+    (tmp_path / "index_ann.json").write_text(json.dumps({"good": ["gone.jpg"]}))
+    assert error(tmp_path) == (
+        f"{tmp_path}: no usable images (bad inputs: {{'missing': 1}}); check that the index "
+        "paths point at readable image files, or set data.path_map (--path-map OLD=NEW) for "
+        "index files written on another machine")
+
+
+def test_index_files_read_in_order_past_bad_ones(tmp_path):
+    """Bad index files sort first here: each is counted, and the good ones after it still
+    read; invalid UTF-8 is a malformed index, not a crash; a kind keeps at most MAX_EXAMPLES
+    example paths."""
+    from raysys.data.manifest import MAX_EXAMPLES, SCHEMA
+
+    idx = tmp_path / "index_files"
+    idx.mkdir()
+    (idx / "index_a0.json").write_text(json.dumps({"good": []}))
+    (idx / "index_a1.json").write_text(json.dumps({"bad": []}))
+    (idx / "index_a2.json").write_bytes(b'{"good": ["\xff"]')
+    (idx / "index_a3.json").write_text("")
+    paths = [f"../images/zed/{i}.jpg" for i in range(4)]
+    for p in paths:
+        _jpeg(idx / p)
+    gone = [f"../images/gone/{i}.jpg" for i in range(MAX_EXAMPLES + 3)]
+    (idx / "index_zed.json").write_text(json.dumps({"good": gone[:2] + paths + paths[:1]
+                                                    + gone[2:]}))
+    (idx / "index_zoe.json").write_text(json.dumps({"good": paths[1:2]}))
+    df, report = build_manifest(DataConfig(index_dir=str(idx)))
+    bad = report["bad_inputs"]
+    assert {k: v["count"] for k, v in bad.items()} == {
+        "missing": MAX_EXAMPLES + 3, "duplicate": 1, "conflict": 2, "malformed_json": 1,
+        "empty_json": 1, "no_good_key": 1, "no_images": 1}
+    assert bad["no_images"]["examples"] == [str(idx / "index_a0.json")]
+    assert len(bad["missing"]["examples"]) == MAX_EXAMPLES
+    assert sorted(df["name"].unique()) == ["zed"] and len(df) == 3
+    assert report["index_dir"] == str(idx)
+    assert list(df.columns) == SCHEMA.names and df.index.equals(pd.RangeIndex(len(df)))
+    write_manifest(df, report, str(tmp_path / "m.parquet"))
+    import pyarrow.parquet as pq
+
+    assert pq.read_schema(tmp_path / "m.parquet").remove_metadata() == SCHEMA
+
+
+def test_path_map_entries_split_at_the_first_equals():
+    from raysys.data.manifest import parse_path_map
+
+    assert parse_path_map(["/a=/b=c", "/x="]) == [("/a", "/b=c"), ("/x", "")]
+    for item in ("nonsense", "=b"):
+        with pytest.raises(ValueError) as e:
+            parse_path_map([item])
+        assert str(e.value) == f"path map {item!r}: expected OLD=NEW, e.g. /mnt/old=/data/faces"

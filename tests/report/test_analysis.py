@@ -184,3 +184,28 @@ def test_confusion_rows_sum_to_one_with_the_other_names():
     cm = analysis.confusion_with_other(labels, preds, top=2)
     np.testing.assert_allclose(cm, [[1 / 3, 1 / 3, 1 / 3], [0, 1 / 2, 1 / 2]])
     np.testing.assert_allclose(cm.sum(axis=1), 1)
+
+
+def test_people_per_name_counts_people_and_warns_when_they_are_too_few():
+    from raysys.report.analysis import people_per_name
+
+    names = ["al", "bo", "cy"]
+    label = np.array([0, 0, 0, 0, 1, 1, 1, 2])
+    split = np.array(["train", "train", "val", "val", "train", "val", "val", "train"])
+    person = np.array(["p1", "p2", "p3", "p4", "p5", "p6", "p6", "p7"], dtype=object)
+    d = people_per_name(label, split, person, names)
+    assert d["train_people"] == [2, 1, 1] and d["val_people"] == [2, 1, 0]
+    assert d["train_images"] == [2, 1, 1] and d["val_images"] == [2, 2, 0]
+    assert d["single_train_person"] == ["bo", "cy"] and d["single_train_person_images"] == 2
+    assert d["names_in_val"] == 2 and d["few_val_people"] == 2
+    assert len(d["warnings"]) == 1 and "2 of 2 names in val" in d["warnings"][0]
+    # Identity = the name's folder: every name one person, whatever the split.
+    folder = np.array([f"p{lab}" for lab in label], dtype=object)
+    (w,) = people_per_name(label, split, folder, names)["warnings"]
+    assert w.startswith("every name is a single person")
+    # Enough people everywhere: no warning.
+    many = np.arange(len(label)).astype(str).astype(object)
+    label6, split6 = np.repeat([0, 1], 8), np.tile(["train"] * 4 + ["val"] * 4, 2)
+    assert people_per_name(label6, split6, np.arange(16).astype(object), ["a", "b"])[
+        "warnings"] == []
+    assert people_per_name(label, split, many, names)["few_val_people"] == 2

@@ -85,3 +85,67 @@ def test_the_permutation_baseline_scores_only_pairs_that_stay_errors():
     labels, preds = np.array([0, 2] * 50), np.array([2, 0] * 50)
     e = error_analysis(labels, preds, gender, years, permutations=100)
     assert e["year_gap"] == 20.0 and e["year_gap_chance"] == 20.0
+
+
+def test_error_analysis_against_a_plain_reference():
+    """Every figure of error_analysis from the documented procedure, by hand: the observed
+    shares over all wrong pairs with demographics, and the baseline's mean and 2.5-97.5%
+    range over `permutations` seeded shuffles of the predicted names, scoring only the pairs
+    that stay errors."""
+    gender = np.array(["F", "M", "F", "M", "unknown"])
+    year = np.array([1950.0, 1960, 1990, 2000, 1970])
+    labels = np.array([0, 1, 2, 3, 0, 1, 4, 2, 3, 0])
+    preds = np.array([1, 1, 0, 2, 3, 0, 0, 3, 3, 4])
+    got = error_analysis(labels, preds, gender, year, seed=3, permutations=50)
+    wrong = (preds != labels) & (gender[labels] != "unknown") & (gender[preds] != "unknown")
+    y, p = labels[wrong], preds[wrong]
+    assert got["errors"] == int((preds != labels).sum()) == 8
+    assert got["with_demographics"] == len(y) == 6
+    assert got["same_gender"] == pytest.approx(np.mean(gender[p] == gender[y]))
+    assert got["year_gap"] == pytest.approx(np.mean(np.abs(year[p] - year[y])))
+    rng, base = np.random.default_rng(3), []
+    for _ in range(50):
+        perm = rng.permutation(p)
+        keep = perm != y
+        if keep.any():
+            base.append((np.mean(gender[perm][keep] == gender[y][keep]),
+                         np.mean(np.abs(year[perm][keep] - year[y][keep]))))
+    base = np.array(base)
+    assert got["same_gender_chance"] == pytest.approx(base[:, 0].mean())
+    assert got["year_gap_chance"] == pytest.approx(base[:, 1].mean())
+    assert got["same_gender_chance_range"] == pytest.approx(
+        np.percentile(base[:, 0], [2.5, 97.5]).tolist())
+    assert got["year_gap_chance_range"] == pytest.approx(
+        np.percentile(base[:, 1], [2.5, 97.5]).tolist())
+    assert set(got) == {"errors", "with_demographics", "same_gender", "same_gender_chance",
+                        "same_gender_chance_range", "year_gap", "year_gap_chance",
+                        "year_gap_chance_range"}
+    # the defaults: seed 0, 1,000 permutations
+    assert error_analysis(labels, preds, gender, year) == error_analysis(
+        labels, preds, gender, year, seed=0, permutations=1000)
+    assert error_analysis(labels, preds, gender, year) != error_analysis(
+        labels, preds, gender, year, seed=0, permutations=999)
+
+
+def test_error_analysis_needs_two_errors_with_demographics():
+    gender, year = np.array(["F", "M", "F"]), np.array([1950.0, 1960, 1990])
+    two = error_analysis(np.array([0, 1]), np.array([1, 2]), gender, year, permutations=5)
+    assert "same_gender" in two
+    one = error_analysis(np.array([0, 1]), np.array([1, 1]), gender, year, permutations=5)
+    assert one == {"errors": 1, "with_demographics": 1}
+
+
+def test_within_chance_of_nothing_is_nan_without_a_warning():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = within_chance(np.array([], np.int64), np.array(["F", "M"]))
+    assert np.isnan(got["top1"]) and np.isnan(got["balanced_acc"])
+
+
+def test_strata_answers_are_integer_names():
+    strata, labels = np.array(["F", "M", "F"]), np.array([0, 1, 2])
+    assert stratum_floor(labels, strata, np.array([5, 1, 9])).dtype == np.int64
+    logits = np.random.default_rng(0).normal(size=(3, 3)).astype(np.float16)
+    assert within_stratum(logits, labels, strata).dtype == np.int64

@@ -121,3 +121,147 @@ def test_a_learning_run_keeps_its_signal_selection_free():
     free = ClusterBootstrap(person, labels, n_boot=200, seed=0).cross_fitted(
         preds, np.ones(20, bool), side, False, point)
     assert min(cf["epochs"]) >= 15 and free["top1"].lo > 0.5
+
+
+def test_verdict_at_the_edges():
+    from raysys.report.intervals import Interval
+
+    assert [Interval(0, lo, hi).verdict() for lo, hi in (
+        (1e-9, 1), (0.0, 1), (-1, 0.0), (-1, -1e-9), (-0.5, 0.5), (-2, -0.5))] == [
+        "above", "level with", "level with", "below", "level with", "below"]
+    assert str(Interval(0.12345, -0.5, 1)) == "0.1235 [-0.5000, 1.0000]"
+
+
+def _brute_selection_free_draws(boot, preds_by_epoch, usable, side, select_balanced):
+    """The resampled cross-fitted accuracy, by plain loops over the same resamples."""
+    labels, candidates = boot.labels, np.flatnonzero(usable)
+
+    def acc(per_image, hit, on, balanced):
+        if not balanced:
+            return (per_image * hit * on).sum() / (per_image * on).sum()
+        names = [n for n in np.unique(labels) if (per_image * on)[labels == n].sum()]
+        return np.mean([(per_image * hit * on)[labels == n].sum()
+                        / (per_image * on)[labels == n].sum() for n in names])
+
+    out = {False: [], True: []}
+    for w in boot._weights():
+        for weights in w:
+            per_image = weights[boot.inv]  # each image counted as often as its cluster
+            chosen = []
+            for h in (0, 1):
+                on = side == h
+                scores = [acc(per_image, preds_by_epoch[e] == labels, on, select_balanced)
+                          for e in candidates]
+                chosen.append(candidates[len(scores) - 1 - int(np.nanargmax(scores[::-1]))])
+            pred = np.where(side == 1, preds_by_epoch[chosen[0]], preds_by_epoch[chosen[1]])
+            for bal in (False, True):
+                out[bal].append(acc(per_image, pred == labels, np.ones(len(labels)), bal))
+    return out
+
+
+def test_resampled_cross_fitting_matches_plain_loops():
+    """The sparse, chunked resampling of the epoch choice gives what loops over the same
+    resamples give: the epoch each half picks (the later on a tie) scores the other half, for
+    top-1 and balanced accuracy."""
+    from raysys.report.intervals import _interval
+
+    rng = np.random.default_rng(3)
+    person, labels, _ = _clustered(rng, people=24, k=3)
+    preds_by_epoch = np.stack([np.where(rng.random(len(labels)) < q, labels, (labels + 1) % 3)
+                               for q in (0.3, 0.5, 0.5, 0.45)])
+    usable = np.array([True, True, True, False])
+    side = halves(person, 0)
+    boot = ClusterBootstrap(person, labels, n_boot=7, seed=1, chunk=3)
+    for select_balanced in (False, True):
+        point = {"top1": 0.25, "balanced_acc": 0.75}
+        got = boot.cross_fitted(preds_by_epoch, usable, side, select_balanced, point)
+        want = _brute_selection_free_draws(boot, preds_by_epoch, usable, side, select_balanced)
+        assert got["top1"] == _interval(0.25, np.array(want[False]))
+        assert got["balanced_acc"] == _interval(0.75, np.array(want[True]))
+
+
+def test_cross_fitted_predictions_by_hand():
+    labels = np.array([0, 1, 0, 1, 0, 1])
+    side = np.array([0, 0, 0, 1, 1, 1])
+    preds = np.array([[0, 1, 1, 1, 1, 0],   # epoch 0: half 0 2/3, half 1 1/3
+                      [0, 1, 0, 1, 1, 0],   # epoch 1: half 0 3/3, half 1 1/3
+                      [1, 0, 0, 1, 0, 1],   # epoch 2: half 0 1/3, half 1 3/3
+                      [0, 0, 0, 1, 0, 1]])  # epoch 3: half 0 2/3, half 1 3/3 (ties epoch 2)
+    got = cross_fitted(preds, labels, np.ones(4, bool), side, balanced=False)
+    assert got["epochs"] == (1, 3)  # half 1's tie goes to the later epoch
+    np.testing.assert_array_equal(got["preds"], np.r_[preds[3, :3], preds[1, 3:]])
+    assert got["preds"].dtype == preds.dtype
+    # without epoch 1, half 0 picks 3 (2/3, later than 0)
+    assert cross_fitted(preds, labels, np.array([1, 0, 1, 1], bool), side, False)[
+        "epochs"] == (3, 3)
+    # balanced selection differs from top-1 on imbalanced halves
+    lab2, side2 = np.array([0, 0, 0, 1, 0, 0, 0, 1]), np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    p2 = np.array([[0, 0, 0, 0, 0, 0, 0, 0], [1, 1, 0, 1, 1, 1, 0, 1]])
+    assert cross_fitted(p2, lab2, np.ones(2, bool), side2, False)["epochs"] == (0, 0)
+    assert cross_fitted(p2, lab2, np.ones(2, bool), side2, True)["epochs"] == (1, 1)
+    for bad_side in (np.zeros(6, int), np.ones(6, int)):
+        assert cross_fitted(preds, labels, np.ones(4, bool), bad_side, False) is None
+    assert cross_fitted(preds, labels, np.zeros(4, bool), side, False) is None
+
+
+def test_halves_are_seeded_balanced_and_whole_clusters():
+    clusters = np.array(list("aabbbcdddeef"), dtype=object)
+    side = halves(clusters, 7)
+    assert side.dtype == np.int64 and set(side) == {0, 1}
+    for c in np.unique(clusters):
+        assert len(set(side[clusters == c])) == 1  # a cluster is never split
+    per_cluster = {c: side[clusters == c][0] for c in np.unique(clusters)}
+    assert sorted(per_cluster.values()).count(0) == 3  # 6 clusters: 3 and 3
+    np.testing.assert_array_equal(halves(clusters, 7), side)
+    assert any((halves(clusters, s) != side).any() for s in range(8, 12))
+    from raysys.keyed_random import derived_seed
+    from raysys.report.intervals import HALVES_STREAM
+
+    order = np.random.default_rng(derived_seed(7, HALVES_STREAM)).permutation(6)
+    want = np.empty(6, np.int64)
+    want[order] = np.arange(6) % 2
+    np.testing.assert_array_equal([per_cluster[c] for c in "abcdef"], want)
+
+
+def test_paired_balanced_is_the_difference_of_balanced_accuracies():
+    rng = np.random.default_rng(5)
+    person, labels, preds = _clustered(rng, people=60, k=4)
+    ref = np.where(rng.random(len(labels)) < 0.5, labels, (labels + 2) % 4)
+    boot = ClusterBootstrap(person, labels, n_boot=50, seed=2)
+    for balanced in (False, True):
+        got = boot.paired(preds, ref, balanced)
+        assert got.estimate == pytest.approx(accuracy(labels, preds, balanced)
+                                             - accuracy(labels, ref, balanced))
+        a, b = boot.draws([preds == labels, ref == labels], balanced)
+        assert (got.lo, got.hi) == tuple(np.percentile(a - b, [2.5, 97.5]))
+    assert boot.paired(preds, ref, True).lo != boot.paired(preds, ref, False).lo
+
+
+def test_clusters_of_keeps_ids_as_strings():
+    got = clusters_of(np.array([1, 2, 3]), {1: "p1", 2: float("nan"), 3: None})
+    assert got.dtype == object and list(got) == ["person:p1", "row:2", "row:3"]
+
+
+def test_scores_draws_and_edges():
+    from raysys.report.intervals import _score
+
+    # classes with no images are left out of the mean; one image counts
+    assert _score(np.array([[1.0, 0.0, 1.0]]), np.array([[1.0, 0.0, 2.0]]))[0] == 0.75
+    assert np.isnan(accuracy(np.array([], np.int64), np.array([], np.int64), False))
+    assert np.isnan(accuracy(np.array([], np.int64), np.array([], np.int64), True))
+    rng = np.random.default_rng(9)
+    person, labels, preds = _clustered(rng, people=30, k=3)
+    boot = ClusterBootstrap(person, labels, n_boot=250, seed=4, chunk=100)
+    assert boot.draws([preds == labels], False).shape == (1, 250)
+    assert boot.interval(preds, True).estimate == pytest.approx(
+        balanced_accuracy_score(labels, preds))
+    b = boot.draws([preds == labels], True)[0]
+    assert (boot.interval(preds, True).lo, boot.interval(preds, True).hi) == tuple(
+        np.percentile(b, [2.5, 97.5]))
+    assert (ClusterBootstrap(person, labels, n_boot=250, seed=5).draws([preds == labels], False)
+            != boot.draws([preds == labels], False)).any()  # the seed is used
+    # the defaults: seed 0, and the chunking does not change the draws
+    same = ClusterBootstrap(person, labels, n_boot=250)
+    assert (same.draws([preds == labels], False)
+            == ClusterBootstrap(person, labels, n_boot=250, seed=0, chunk=7).draws(
+                [preds == labels], False)).all()

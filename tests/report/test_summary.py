@@ -132,3 +132,18 @@ def test_a_failed_analysis_is_said_not_hidden():
     text = render_summary([entry()], None, {"metric": "val/top1"},
                           {"inference": {"error": "ValueError: boom"}})
     assert "**Not computed: ValueError: boom**" in text
+
+
+def test_design_lines_say_the_warning_and_the_single_person_names():
+    from raysys.report.summary import design_lines
+
+    d = {"train_people": [2, 1, 1], "val_people": [2, 1, 0], "few_val_people": 2,
+         "names_in_val": 2, "single_train_person": ["bo", "cy"],
+         "single_train_person_images": 2, "train_images_total": 4,
+         "warnings": ["every name is a single person: x"]}
+    text = "\n".join(design_lines(d))
+    assert "## Design: people per name" in text
+    assert "**Warning: every name is a single person: x.**" in text
+    assert "2 of 2 names in val have at most 2 val people" in text
+    assert "2 names have a single train person (2 of 4 train images): bo, cy" in text
+    assert design_lines(None) == []
