@@ -22,13 +22,13 @@ lint: $(STAMP)
 # Lint, the unit tests, Ray integration and real data: everything but the cluster tier.
 # RAYSYS_RELIABILITY=fresh: the fault tests' record file starts afresh (tests/conftest.py).
 test: $(STAMP) lint
-	RAYSYS_RELIABILITY=fresh $(PY) -m pytest -q --durations=15 -m "not cluster"
+	RAYSYS_RELIABILITY=fresh PYTHONFAULTHANDLER=1 $(PY) -m pytest -q --durations=15 -m "not cluster"
 
 # The cluster tier, after `make test` (tests marked `cluster`): simulated nodes, the autoscaler,
 # a submitted job, and more Rays beside the shared one (two commands, Ctrl+C, token auth). RAYSYS_RELIABILITY=check: every
 # fault test of both tiers must have left its record, and benchmarks/RELIABILITY.md is rebuilt.
 test-cluster: $(STAMP)
-	RAYSYS_RELIABILITY=check $(PY) -m pytest -q --durations=10 -m cluster
+	RAYSYS_RELIABILITY=check PYTHONFAULTHANDLER=1 $(PY) -m pytest -q --durations=10 -m cluster
 
 # Everything but the slow real-data tests: for every edit.
 test-fast: $(STAMP)

@@ -71,5 +71,8 @@ class BackgroundImport:
                 importlib.import_module(name)
 
     def cancel(self) -> None:
+        """Stops before the next module and waits for the one under way (the caller would
+        wait on its import lock anyway): no thread is left importing at interpreter exit."""
         self.cancelled = True
         self.go.set()
+        self.thread.join(timeout=60)

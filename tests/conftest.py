@@ -37,13 +37,39 @@ def pytest_collection_modifyitems(session, config, items):
     items.sort(key=lambda item: item.get_closest_marker("own_ray") is not None)
 
 
+_EXIT_STATUS: int | None = None
+_RAN_OWN_RAY = False
+
+
 def pytest_sessionfinish(session, exitstatus):
     _write_reliability(session)
+    global _EXIT_STATUS
+    _EXIT_STATUS = int(session.exitstatus)
     if _SAVED_TOKEN_PATH is None:
         os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
     else:
         os.environ["RAY_AUTH_TOKEN_PATH"] = _SAVED_TOKEN_PATH
     shutil.rmtree(_AUTH_DIR, ignore_errors=True)
+
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """After a session that started and shut down Rays of its own in this process, exit
+    without the interpreter's finalization: threads that outlive a Ray's core worker can
+    segfault there (ray-project/ray#31145; CI saw exit 139 after `9 passed`). Every result and
+    record is written by now; a user's command starts one Ray and exits normally."""
+    if _RAN_OWN_RAY and _EXIT_STATUS is not None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_EXIT_STATUS)
+
+
+def pytest_runtest_setup(item):
+    global _RAN_OWN_RAY
+    _RAN_OWN_RAY = _RAN_OWN_RAY or item.get_closest_marker("own_ray") is not None
+
+
 # As init_ray sets for a local Ray (the tests start their own): Ray Train for one machine.
 from raysys.train.connect import ONE_MACHINE_TRAIN_ENV  # noqa: E402
 

@@ -20,7 +20,15 @@ def test_imports_wait_for_go_and_stop_at_cancel(tmp_path, monkeypatch):
 
     cancelled = BackgroundImport("bg_second")
     cancelled.cancel()
-    cancelled.thread.join(10)
     assert "bg_second" not in sys.modules and not cancelled.thread.is_alive()
-    for name in ("bg_first", "bg_second"):
+
+    # cancelled mid-import: cancel() returns once that import is done, none left running
+    (tmp_path / "bg_third.py").write_text("import time\ntime.sleep(0.5)\n")
+    underway = BackgroundImport("bg_third", "bg_fourth")
+    underway.go.set()
+    time.sleep(0.2)
+    underway.cancel()
+    assert not underway.thread.is_alive() and "bg_third" in sys.modules
+    assert "bg_fourth" not in sys.modules
+    for name in ("bg_first", "bg_second", "bg_third"):
         sys.modules.pop(name, None)

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score
 
+from raysys.report.intervals import ClusterBootstrap, Interval
+
 # Production bands, in train images per name: Many > 1000, Medium 200-1000, Few < 200, for a
 # largest name of ~4,770 train images (alex's 5,960 at an 80/20 split).
 BANDS = (1000, 200)
@@ -100,6 +102,31 @@ def identity_leakage(val_groups: np.ndarray, train_groups: set, labels: np.ndarr
                     "majority_top1": float((labels[mask] == majority).mean())
                     if mask.any() and majority is not None else float("nan")}
     return out
+
+
+def within_name_gap(boot: ClusterBootstrap, seen: np.ndarray, preds: np.ndarray
+                    ) -> Interval | None:
+    """Recall on seen people minus recall on unseen people of the same name, summed over the
+    names that have both with weights q_seen(n), the share of the seen images that are name
+    n's: sum_n q_seen(n) (r_seen(n) - r_unseen(n)). Comparing each name with itself removes
+    the two sets' different name mixes, which alone give a constant guess a gap. None when no
+    name has both."""
+    groups = boot.label_inv * 2 + seen.astype(np.int64)
+
+    def gap(h: np.ndarray, n: np.ndarray) -> np.ndarray:
+        hs, ns, hu, nu = h[:, 1::2], n[:, 1::2], h[:, 0::2], n[:, 0::2]
+        both = (ns > 0) & (nu > 0)
+        q = np.where(both, ns, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            q = q / q.sum(axis=1, keepdims=True)
+            return np.nansum(q * (hs / np.where(both, ns, 1) - hu / np.where(both, nu, 1)),
+                             axis=1) + np.where(both.any(axis=1), 0.0, np.nan)
+
+    hits = preds == boot.labels
+    if not len(hits) or not ((np.bincount(groups, minlength=2 * boot.k + 2)
+                              .reshape(-1, 2) > 0).all(axis=1)).any():
+        return None
+    return boot.grouped(hits, groups, gap)
 
 
 def confusion_with_other(labels: np.ndarray, preds: np.ndarray, top: int) -> np.ndarray:

@@ -14,6 +14,7 @@ import io
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 
 from raysys import storage
 from raysys.config import Config, apply_overrides
@@ -41,6 +42,7 @@ from raysys.report.intervals import (
     cross_fitted,
     halves,
 )
+from raysys.report.permutation import PersonPermutation
 from raysys.report.summary import REL_CV_TARGET, render_summary
 
 ATTENTION_PER_SIDE = 3  # images from the top and from the bottom names by F1
@@ -151,6 +153,10 @@ def build_report(run_dir: str, figures: bool | None = None, demographics: str | 
                 train_groups, labels, preds,
                 majority=int(np.argmax(table["train_count"].to_numpy())))
             extras["leakage"]["split_by"] = cfg.data.split_by
+            seen = np.array([group_of[int(r)] in train_groups for r in arrays["val_rows"]])
+            extras["leakage"]["within_name"] = analysis.within_name_gap(
+                ClusterBootstrap(clusters_of(arrays["val_rows"], group_of), labels,
+                                 seed=cfg.run.seed), seen, preds)
     extras["figures"] = {}
     if cfg.run.figures if figures is None else figures:
         extras["figures"] = draw_figures(cfg, run_dir, history, best, table, arrays, extras)
@@ -166,9 +172,11 @@ METRICS = (("top1", False), ("balanced_acc", True))
 
 def inference(cfg: Config, run_dir: str, history: list[dict], table: pd.DataFrame,
               arrays: dict, floors: dict, group_of: dict) -> dict:
-    """Person-level intervals of the model, paired intervals against each floor, the
-    demographic controls and the selection-free estimate (intervals.py, controls.py).
-    `group_of`: manifest row -> person id."""
+    """Person-level intervals of the model, the selection-free estimate with its paired
+    differences from each floor, the permutation tests, the power, and the demographic
+    controls (intervals.py, permutation.py, controls.py). Every verdict reads selection-free
+    predictions or a test with the selection inside it; the selected epoch's numbers are
+    descriptive. `group_of`: manifest row -> person id."""
     labels, preds, rows = arrays["true_labels"], arrays["predictions"], arrays["val_rows"]
     clusters = clusters_of(rows, group_of)
     boot = ClusterBootstrap(clusters, labels, seed=cfg.run.seed)
@@ -177,22 +185,75 @@ def inference(cfg: Config, run_dir: str, history: list[dict], table: pd.DataFram
     per_name = pd.Series(clusters).groupby(labels).nunique()
     out: dict = {"clusters": {"clusters": boot.c, "people": people, "images": len(labels),
                               "names_under_5": int((per_name < 5).sum()),
-                              "names": int(len(per_name))},
+                              "names": int(len(per_name)), "draws": boot.n_boot},
                  "model": {m: boot.interval(preds, b) for m, b in METRICS}}
     # The pixel floor's predictions on the same images; one it could not score is its miss.
     pixel = align_rows(floors["val_rows"], floors["pixel_linear"]["preds"], rows)
     out["pixel_unscored"] = int((pixel < 0).sum())
-    out["vs"] = {"pixel-linear floor": {m: boot.paired(preds, pixel, b) for m, b in METRICS}}
-    out |= demographic_controls(cfg, table, arrays, clusters)
-    out |= selection_free(cfg, run_dir, history, labels, rows, clusters, boot)
+    epochs = by_epoch_matrix(run_dir, history, rows)
+    if epochs is None:
+        out["selection_free_missing"] = ("the run has no val predictions by epoch (it predates "
+                                         "them): no verdict can be read")
+        out["vs"] = {}
+    else:
+        matrix, usable, covers = epochs
+        sides = halves(clusters, labels, cfg.run.seed)
+        sf = selection_free(cfg, matrix, usable, labels, sides, boot,
+                            {"pixel-linear floor": pixel})
+        if sf is None:
+            out["selection_free_missing"] = "no selectable epoch, or val has a single person"
+            out["vs"] = {}
+        else:
+            out["vs"] = sf.pop("vs")
+            out["selection_free"] = sf | {"covers": covers}
+            out["power"] = power(sf["draws_sd"], per_name)
+        out["signal"] = PersonPermutation(matrix[usable], labels, clusters,
+                                          cfg.run.metric == "val/balanced_acc").test(
+            seed=cfg.run.seed) if usable.any() else None
+    out |= demographic_controls(cfg, table, arrays, clusters, epochs)
     return {"inference": out}
 
 
+def by_epoch_matrix(run_dir: str, history: list[dict], rows: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, str] | None:
+    """(every epoch's val predictions aligned to `rows`, -1 where an epoch did not score a
+    row; which epochs a run may select; a line saying which), or None for a run without them."""
+    if not storage.exists(storage.join(run_dir, BY_EPOCH)):
+        return None
+    by_epoch = read_by_epoch(run_dir)
+    matrix = align_rows(by_epoch["rows"], by_epoch["preds"], rows)
+    # Selectable: logged in the history (a kill can leave one file a step ahead) and finite.
+    logged = {h["epoch"] for h in history if not h["diverged"]}
+    usable = np.array([int(e) in logged for e in by_epoch["epochs"]])
+    covered = by_epoch["epochs"][usable]
+    covers = (f"epochs {covered.min()}-{covered.max()} ({len(covered)} of {len(history)} "
+              "logged)") if len(covered) else "no epoch"
+    return matrix, usable, covers
+
+
+def selection_free(cfg: Config, matrix: np.ndarray, usable: np.ndarray, labels: np.ndarray,
+                   sides: np.ndarray, boot: ClusterBootstrap, references: dict) -> dict | None:
+    """The cross-fitted estimate (mean over the halvings) with intervals that redo every
+    epoch choice in each resample, and its paired differences from each reference; None where
+    it cannot be made."""
+    balanced = cfg.run.metric == "val/balanced_acc"
+    cf = cross_fitted(matrix, labels, usable, sides, balanced)
+    if cf is None:
+        return None
+    got = boot.cross_fitted(matrix, usable, sides, balanced, cf, references)
+    chosen = np.array(cf["epochs"])
+    return {"metric": cfg.run.metric, "halvings": len(sides),
+            "epochs_chosen": [int(chosen.min()), int(np.median(chosen)), int(chosen.max())],
+            "top1": got["top1"], "balanced_acc": got["balanced_acc"],
+            "draws_sd": got["sd"], "vs": got.get("vs", {})}
+
+
 def demographic_controls(cfg: Config, table: pd.DataFrame, arrays: dict,
-                         clusters: np.ndarray) -> dict:
-    """The gender and gender x generation floors, within-stratum accuracy and the error
-    analysis, on the val images whose name has demographics: a stratum of unknown names would
-    mix genders, and reading gender there would pass for name signal."""
+                         clusters: np.ndarray, epochs: tuple | None) -> dict:
+    """The gender and gender x generation floors, the model against them selection-free, the
+    permutation test of name signal beyond each stratum, within-stratum accuracy (descriptive)
+    and the error analysis, on the val images whose name has demographics: a stratum of
+    unknown names would mix genders, and reading gender there would pass for name signal."""
     demo = name_demographics(table["name"].tolist(), cfg.data.demographics)
     known_names = (demo["source"] != UNKNOWN).to_numpy()
     labels, preds = arrays["true_labels"], arrays["predictions"]
@@ -203,52 +264,48 @@ def demographic_controls(cfg: Config, table: pd.DataFrame, arrays: dict,
                                   "table": demo}}
     if not on.any():
         return out
-    y, p = labels[on], preds[on]
-    boot = ClusterBootstrap(clusters[on], y, seed=cfg.run.seed)
+    y, p, seed = labels[on], preds[on], cfg.run.seed
+    boot = ClusterBootstrap(clusters[on], y, seed=seed)
     train_counts = table["train_count"].to_numpy()
+    balanced = cfg.run.metric == "val/balanced_acc"
     out["vs_known"] = {"this model": {m: boot.interval(p, b) for m, b in METRICS}}
+    floors = {}
     for by in ("gender", "gender x generation"):
         st = strata(demo, by)
-        floor = stratum_floor(y, st, train_counts)
-        out["vs_known"][f"{by} floor"] = {m: boot.paired(p, floor, b) for m, b in METRICS}
+        floors[f"{by} floor"] = floor = stratum_floor(y, st, train_counts)
         control = {"strata": len(np.unique(st[known_names])),
                    "floor": {m: accuracy(y, floor, b) for m, b in METRICS},
                    "chance": within_chance(y, st)}
         if "logits" in arrays:  # unknown names are in no known stratum: never candidates
             within = within_stratum(arrays["logits"][on], y, st, preds=p)
-            control["within"] = {m: boot.interval(within, b) for m, b in METRICS}
-            control["within_vs_floor"] = {m: boot.paired(within, floor, b) for m, b in METRICS}
+            control["within"] = {m: accuracy(y, within, b) for m, b in METRICS}
+        if epochs is not None and epochs[1].any():
+            control["beyond"] = PersonPermutation(
+                epochs[0][epochs[1]][:, on], y, clusters[on], balanced).test(strata=st,
+                                                                             seed=seed)
         out[by] = control
-    out["errors"] = error_analysis(labels, preds, demo["gender"].to_numpy(dtype=object),
+    if epochs is not None:
+        sides = halves(clusters, labels, seed)[:, on]
+        sf = selection_free(cfg, epochs[0][:, on], epochs[1], y, sides, boot, floors)
+        if sf is not None:
+            out["vs_known_free"] = {"this model": {m: sf[m] for m, _ in METRICS}, **sf["vs"]}
+    out["errors"] = error_analysis(labels, preds, clusters,
+                                   demo["gender"].to_numpy(dtype=object),
                                    demo["birth_year"].to_numpy(float),
-                                   derived_seed(cfg.run.seed, ERRORS_STREAM))
+                                   derived_seed(seed, ERRORS_STREAM))
     return out
 
 
-def selection_free(cfg: Config, run_dir: str, history: list[dict], labels: np.ndarray,
-                   rows: np.ndarray, clusters: np.ndarray, boot: ClusterBootstrap) -> dict:
-    """The cross-fitted estimate from every epoch's val predictions, with an interval that
-    redoes the epoch choice in each resample; or why there is none."""
-    if not storage.exists(storage.join(run_dir, BY_EPOCH)):
-        return {"selection_free_missing": "the run has no val predictions by epoch (it "
-                                          "predates them)"}
-    by_epoch = read_by_epoch(run_dir)
-    matrix = align_rows(by_epoch["rows"], by_epoch["preds"], rows)  # -1: not scored then
-    # Selectable: logged in the history (a kill can leave one file a step ahead) and finite.
-    logged = {h["epoch"] for h in history if not h["diverged"]}
-    usable = np.array([int(e) in logged for e in by_epoch["epochs"]])
-    balanced = cfg.run.metric == "val/balanced_acc"
-    side = halves(clusters, cfg.run.seed)
-    cf = cross_fitted(matrix, labels, usable, side, balanced)
-    if cf is None:
-        return {"selection_free_missing": "no selectable epoch, or val has a single person"}
-    point = {m: accuracy(labels, cf["preds"], b) for m, b in METRICS}
-    covered = by_epoch["epochs"][usable]
-    return {"selection_free": {
-        "epochs": [int(by_epoch["epochs"][e]) for e in cf["epochs"]], "metric": cfg.run.metric,
-        "covers": f"epochs {covered.min()}-{covered.max()} ({len(covered)} of "
-                  f"{len(history)} logged)",
-        **boot.cross_fitted(matrix, usable, side, balanced, point)}}
+def power(sd: float, people_per_name: pd.Series) -> dict:
+    """The smallest difference from a floor the selection-free balanced accuracy detects with
+    80% power at alpha 0.05 (two-sided), from its resampling SD, and how many val people per
+    name +0.01 and +0.02 would need: the SD shrinks as 1/sqrt(people per name), a rule of
+    thumb that ignores the floor's own share of the paired SD."""
+    z = float(norm.ppf(0.975) + norm.ppf(0.8))
+    mde = z * sd
+    median = float(people_per_name.median())
+    return {"mde": mde, "sd": sd, "median_people_per_name": median,
+            "people_for": {str(d): int(np.ceil(median * (mde / d) ** 2)) for d in (0.01, 0.02)}}
 
 
 def inference_json(extras: dict) -> dict:

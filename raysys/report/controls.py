@@ -23,28 +23,35 @@ import numpy as np
 
 def stratum_floor(labels: np.ndarray, name_strata: np.ndarray, train_counts: np.ndarray
                   ) -> np.ndarray:
-    """Per image, the most frequent train name of its true name's stratum."""
+    """Per image, the most frequent train name of its true name's stratum among the names
+    present in the scored images (`labels`): a guess of a name with no scored image can
+    never hit, so a floor that made it would be too low to read a model against."""
+    present = np.zeros(len(name_strata), bool)
+    present[np.unique(labels)] = True
     top = {}
-    for s in np.unique(name_strata):
-        names = np.flatnonzero(name_strata == s)
+    for s in np.unique(name_strata[labels]):
+        names = np.flatnonzero((name_strata == s) & present)
         top[s] = int(names[np.argmax(train_counts[names])])  # the first on a tie, as argmax
     return np.array([top[name_strata[y]] for y in labels], np.int64)
 
 
 def within_stratum(logits: np.ndarray, labels: np.ndarray, name_strata: np.ndarray,
                    preds: np.ndarray | None = None) -> np.ndarray:
-    """Per image, the argmax of its logits over the names of its true name's stratum. Where
-    the model's own prediction (`preds`, from fp32 logits) is already in that stratum it is
-    the answer: the saved logits are fp16, whose rounding could flip a near-tie."""
+    """Per image, the argmax of its logits over the names of its true name's stratum that are
+    present in the scored images, as the floor's candidates. Where the model's own prediction
+    (`preds`, from fp32 logits) is already such a name it is the answer: the saved logits are
+    fp16, whose rounding could flip a near-tie."""
+    present = np.zeros(len(name_strata), bool)
+    present[np.unique(labels)] = True
     out = np.empty(len(labels), np.int64)
-    for s in np.unique(name_strata):
-        names = np.flatnonzero(name_strata == s)
+    for s in np.unique(name_strata[labels]):
+        names = np.flatnonzero((name_strata == s) & present)
         rows = np.flatnonzero(name_strata[labels] == s)
-        if len(rows):
-            scores = logits[np.ix_(rows, names)].astype(np.float32)
-            out[rows] = names[np.argmax(scores, axis=1)]
+        scores = logits[np.ix_(rows, names)].astype(np.float32)
+        out[rows] = names[np.argmax(scores, axis=1)]
     if preds is not None:
-        out = np.where(name_strata[preds] == name_strata[labels], preds, out)
+        own = (name_strata[preds] == name_strata[labels]) & present[preds]
+        out = np.where(own, preds, out)
     return out
 
 
@@ -59,36 +66,40 @@ def within_chance(labels: np.ndarray, name_strata: np.ndarray) -> dict[str, floa
             if len(present) else float("nan")}
 
 
-def error_analysis(labels: np.ndarray, preds: np.ndarray, gender: np.ndarray,
-                   birth_year: np.ndarray, seed: int = 0, permutations: int = 1000) -> dict:
+def error_analysis(labels: np.ndarray, preds: np.ndarray, clusters: np.ndarray,
+                   gender: np.ndarray, birth_year: np.ndarray, seed: int = 0,
+                   permutations: int = 1000) -> dict:
     """Among wrong predictions whose two names both have demographics: the share with the
     truth's gender and the mean |difference of median birth years|, each with the permutation
-    baseline's mean and 95% range. The baseline permutes the predicted names among these errors
-    and scores only the pairs that stay errors (a permuted pair that hits the truth would count
-    as same gender, 0 years apart)."""
+    baseline's mean and 95% range. The baseline deals the true names of the people behind
+    these errors at random among those people (`clusters`: a person's errors keep their
+    predicted names and move together, as errors that persist per person do) and scores only
+    the pairs that stay errors (a permuted pair that hits the truth would count as same
+    gender, 0 years apart)."""
     known = gender != "unknown"
     wrong = (preds != labels) & known[labels] & known[preds]
     y, p = labels[wrong], preds[wrong]
     out = {"errors": int((preds != labels).sum()), "with_demographics": int(wrong.sum())}
-    if len(y) < 2:
+    _, person = np.unique(clusters[wrong], return_inverse=True)
+    if len(y) < 2 or person.max() < 1:
         return out
+    truth = np.zeros(person.max() + 1, np.int64)
+    truth[person] = y  # a person is under one name
     code = np.unique(gender, return_inverse=True)[1]  # integer codes: fast comparisons
-    gy, year_y = code[y], birth_year[y]
 
-    def stats(pred: np.ndarray, keep: np.ndarray) -> tuple[float, float]:
-        return (float(np.mean(code[pred][keep] == gy[keep])),
-                float(np.mean(np.abs(birth_year[pred][keep] - year_y[keep]))))
+    def stats(true: np.ndarray) -> tuple[float, float]:
+        keep = p != true
+        if not keep.any():
+            return float("nan"), float("nan")
+        return (float(np.mean(code[p][keep] == code[true][keep])),
+                float(np.mean(np.abs(birth_year[p][keep] - birth_year[true][keep]))))
 
     rng = np.random.default_rng(seed)
-    base = []
-    for _ in range(permutations):
-        perm = rng.permutation(p)
-        keep = perm != y
-        if keep.any():
-            base.append(stats(perm, keep))
-    base = np.array(base)
-    same, gap = stats(p, np.ones(len(p), bool))
-    out |= {"same_gender": same, "same_gender_chance": float(base[:, 0].mean()),
+    base = np.array([stats(rng.permutation(truth)[person]) for _ in range(permutations)])
+    base = base[np.isfinite(base).all(axis=1)]
+    same, gap = stats(y)
+    out |= {"people": int(person.max() + 1),
+            "same_gender": same, "same_gender_chance": float(base[:, 0].mean()),
             "same_gender_chance_range": [float(v) for v in np.percentile(base[:, 0],
                                                                           [2.5, 97.5])],
             "year_gap": gap, "year_gap_chance": float(base[:, 1].mean()),

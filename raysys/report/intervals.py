@@ -1,16 +1,24 @@
 """Intervals that match the data's structure, and an estimate free of the best epoch's selection.
 
-- **Cluster bootstrap.** Val images cluster by person (LFW: 26.7 images per person, size
-  -weighted), so resampling images pretends to far more independent draws than there are. Whole
-  people are resampled instead (images with no person id are their own cluster), within each
-  name, so every name present in val stays present in every resample (a name with one val
-  person would otherwise drop out of a third of them). Paired intervals resample the same
-  people for the model and a floor, so the difference's interval carries both errors and their
-  correlation.
+- **Cluster bootstrap, Rao-Wu.** Val images cluster by person (LFW: 26.7 images per person,
+  size-weighted), so whole people are resampled, within each name, so every name present in
+  val stays present in every resample. Drawing n of a name's n people keeps only (n-1)/n of
+  the between-person variance; Rao and Wu's rescaled bootstrap draws n-1 of n and weights each
+  draw n/(n-1), which keeps all of it (a name with one val person stays fixed: its variance
+  cannot be estimated from one person). Paired intervals resample the same people for the
+  model and a floor, so the difference's interval carries both errors and their correlation.
+- **BCa.** Accuracy over few people per name is skewed, and percentile intervals on skewed
+  draws miss on one side. Bias-corrected and accelerated endpoints (Efron 1987) use the draws'
+  median bias and a leave-one-person-out jackknife, computed in closed form: removing one
+  person changes only the recall of that person's names. 10,000 draws by default; every
+  interval carries the Monte Carlo SE of its endpoints (from 20 batches of the draws), and a
+  verdict needs its bound beyond 0 by twice that.
 - **Cross-fitting.** The best epoch is chosen on val; reporting it on val is optimistic (a run
-  that learned nothing lands above chance by picking its luckiest epoch). Val's people are split
-  into two seeded halves; each half is scored with the epoch chosen on the other. Its interval
-  repeats the choice inside every resample, so the selection's own noise is in it.
+  that learned nothing lands above chance by picking its luckiest epoch). Val's people are
+  split into two halves, name by name; each half is scored with the epoch chosen on the other,
+  and the estimate is the mean over 20 such halvings (one halving alone adds an SD of 0.01-0.02
+  at LFW's size). Its interval repeats every choice inside every resample, so the selection's
+  own noise is in it.
 
 Top-1 and balanced accuracy share one computation: per resample, hits and images per (cluster,
 class) are summed, and the score is the mean over classes of hits/images, with every image in
@@ -19,15 +27,20 @@ one class for top-1 and each image in its name's class for balanced accuracy.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
+from scipy.stats import norm
 
 from raysys.keyed_random import derived_seed
 
 LEVEL = 0.95
+N_BOOT = 10_000
+N_SPLITS = 20  # halvings averaged by the cross-fitted estimate
+MC_BATCHES = 20  # batches of draws whose endpoints give the Monte Carlo SE
+CHUNK_CELLS = 2_000_000  # resamples x clusters held at once (16 MB of weights)
 BOOTSTRAP_STREAM, HALVES_STREAM = 1, 2  # derived_seed streams: independent of each other
 
 
@@ -38,6 +51,19 @@ def clusters_of(rows: np.ndarray, group_of: dict) -> np.ndarray:
         g = group_of.get(int(r))
         out.append(f"person:{g}" if g is not None and g == g else f"row:{int(r)}")
     return np.array(out, dtype=object)
+
+
+def cluster_names(cluster_inv: np.ndarray, label_inv: np.ndarray) -> np.ndarray:
+    """Per cluster (codes 0..c-1) its name code: its images' most common one (a person is
+    under one name; a person under two counts under the name of most of their images)."""
+    c = int(cluster_inv.max()) + 1 if len(cluster_inv) else 0
+    k = int(label_inv.max()) + 1 if len(label_inv) else 1
+    pairs, counts = np.unique(cluster_inv.astype(np.int64) * k + label_inv, return_counts=True)
+    by = np.lexsort((counts, pairs // k))  # by cluster, the most images last
+    last = np.r_[(pairs // k)[by][1:] != (pairs // k)[by][:-1], True]
+    name = np.zeros(c, np.int64)
+    name[(pairs // k)[by][last]] = (pairs % k)[by][last]
+    return name
 
 
 def accuracy(labels: np.ndarray, preds: np.ndarray, balanced: bool) -> float:
@@ -56,21 +82,49 @@ class Interval:
     estimate: float
     lo: float
     hi: float
+    mc_se: float = 0.0  # Monte Carlo SE of the endpoints (the larger of the two)
 
     def verdict(self) -> str:
-        """For a difference (model - reference): what the interval lets a report say."""
-        if self.lo > 0:
+        """For a difference (model - reference): what the interval lets a report say. A bound
+        within two Monte Carlo SEs of 0 could fall on either side with other draws."""
+        if self.lo > 2 * self.mc_se:
             return "above"
-        return "below" if self.hi < 0 else "level with"
+        return "below" if self.hi < -2 * self.mc_se else "level with"
 
     def __str__(self) -> str:
         return f"{self.estimate:.4f} [{self.lo:.4f}, {self.hi:.4f}]"
 
 
-def _interval(estimate: float, draws: np.ndarray) -> Interval:
-    tail = (1 - LEVEL) / 2 * 100
-    lo, hi = np.nanpercentile(draws, [tail, 100 - tail])
-    return Interval(float(estimate), float(lo), float(hi))
+def acceleration(loo: np.ndarray | None) -> float:
+    """BCa's acceleration from leave-one-out estimates (the jackknife's skewness)."""
+    if loo is None:
+        return 0.0
+    d = loo[np.isfinite(loo)]
+    d = d.mean() - d if len(d) else d
+    den = 6 * float(np.sum(d**2)) ** 1.5
+    return float(np.sum(d**3)) / den if den > 0 else 0.0
+
+
+def bca(estimate: float, draws: np.ndarray, loo: np.ndarray | None = None) -> Interval:
+    """The BCa interval of `estimate` from its bootstrap draws and its leave-one-out
+    estimates (None: acceleration 0, the bias-corrected percentile interval), with the
+    endpoints' Monte Carlo SE."""
+    d = np.asarray(draws, float)
+    d = d[np.isfinite(d)]
+    if not len(d) or estimate != estimate:
+        return Interval(float(estimate), float("nan"), float("nan"))
+    below = (np.sum(d < estimate) + 0.5 * np.sum(d == estimate)) / len(d)
+    z0 = norm.ppf(np.clip(below, 1 / (len(d) + 1), len(d) / (len(d) + 1)))
+    a = acceleration(loo)
+    z = norm.ppf([(1 - LEVEL) / 2, (1 + LEVEL) / 2])
+    levels = norm.cdf(z0 + (z0 + z) / (1 - a * (z0 + z)))
+    lo, hi = np.quantile(d, levels)
+    batches = min(MC_BATCHES, len(d) // 50)  # an endpoint of fewer than 50 draws says little
+    mc_se = 0.0
+    if batches >= 2:
+        ends = np.array([np.quantile(b, levels) for b in np.array_split(d, batches)])
+        mc_se = float(ends.std(axis=0, ddof=1).max() / np.sqrt(batches))
+    return Interval(float(estimate), float(lo), float(hi), mc_se)
 
 
 def _score(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -81,42 +135,46 @@ def _score(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 
 class ClusterBootstrap:
-    """Percentile intervals from `n_boot` resamples of whole clusters within each name. The
+    """BCa intervals from `n_boot` Rao-Wu resamples of whole clusters within each name. The
     draws are seeded, so every statistic and difference of one instance sees the same
     resamples."""
 
-    def __init__(self, clusters: np.ndarray, labels: np.ndarray, n_boot: int = 1000,
-                 seed: int = 0, chunk: int = 100):
+    def __init__(self, clusters: np.ndarray, labels: np.ndarray, n_boot: int = N_BOOT,
+                 seed: int = 0, chunk: int | None = None):
         ids, self.inv = np.unique(clusters, return_inverse=True)
-        self.labels, self.n_boot, self.chunk = labels, n_boot, chunk
+        self.labels, self.n_boot = labels, n_boot
         self.seed = derived_seed(seed, BOOTSTRAP_STREAM)
         self.c = len(ids)
+        self.chunk = chunk or max(1, min(n_boot, CHUNK_CELLS // max(self.c, 1)))
         _, self.label_inv = np.unique(labels, return_inverse=True)
         self.k = int(self.label_inv.max()) + 1 if len(labels) else 0
-        # Each cluster's name: its images' most common one (a person is under one name).
-        k = max(self.k, 1)
-        pairs, counts = np.unique(self.inv.astype(np.int64) * k + self.label_inv,
-                                  return_counts=True)
-        by = np.lexsort((counts, pairs // k))  # by cluster, the most images last
-        last = np.r_[(pairs // k)[by][1:] != (pairs // k)[by][:-1], True]
-        stratum = np.zeros(self.c, np.int64)
-        stratum[(pairs // k)[by][last]] = (pairs % k)[by][last]
-        self.order = np.argsort(stratum, kind="stable")  # clusters grouped by name
-        sizes = np.bincount(stratum, minlength=max(self.k, 1))
+        self.name = cluster_names(self.inv, self.label_inv) if len(labels) else np.zeros(0, int)
+        self.order = np.argsort(self.name, kind="stable")  # clusters grouped by name
+        sizes = np.bincount(self.name, minlength=max(self.k, 1))
         starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        self.slot_start, self.slot_size = starts[stratum[self.order]], sizes[stratum[self.order]]
+        self.slot_start = starts[self.name[self.order]]
+        self.slot_size = sizes[self.name[self.order]]
+        # Rao-Wu: a name's n clusters get n-1 draws (every slot but its first), each worth
+        # n/(n-1); a name with one cluster is not drawn and keeps weight 1.
+        self.drawn = np.arange(self.c) > self.slot_start
+        self.fixed = np.zeros(self.c)
+        self.fixed[self.order[self.slot_size == 1]] = 1.0
+        self.scale = np.ones(self.c)
+        self.scale[self.order] = np.where(self.slot_size > 1, self.slot_size
+                                          / np.maximum(self.slot_size - 1, 1), 1.0)
         self._images = {}
 
     def _weights(self) -> Iterator[np.ndarray]:
-        """(chunk, clusters) counts: each name's clusters drawn with replacement, as many as it
-        has. Chunked: 1,000 x 87k clusters at once would be 0.7 GB."""
+        """(chunk, clusters) weights of successive resamples. Chunked: 10,000 x 87k clusters
+        at once would be 7 GB."""
         rng = np.random.default_rng(self.seed)
-        for start in range(0, self.n_boot, self.chunk):
-            b = min(self.chunk, self.n_boot - start)
-            pick = self.slot_start + np.floor(rng.random((b, self.c)) * self.slot_size
-                                              ).astype(np.int64)
-            yield np.stack([np.bincount(self.order[p], minlength=self.c) for p in pick]
-                           ).astype(float)
+        start, size = self.slot_start[self.drawn], self.slot_size[self.drawn]
+        for first in range(0, self.n_boot, self.chunk):
+            b = min(self.chunk, self.n_boot - first)
+            pick = start + np.floor(rng.random((b, len(start))) * size).astype(np.int64)
+            flat = (np.arange(b)[:, None] * self.c + self.order[pick]).ravel()
+            counts = np.bincount(flat, minlength=b * self.c).reshape(b, self.c)
+            yield counts * self.scale + self.fixed
 
     def _classes(self, balanced: bool) -> np.ndarray:
         return self.label_inv if balanced else np.zeros(len(self.labels), np.int64)
@@ -155,75 +213,152 @@ class ClusterBootstrap:
             out.append(np.stack([_score(self._sum(w, m), den) for m in mats]))
         return np.concatenate(out, axis=1)
 
+    def leave_one_out(self, hits: np.ndarray, balanced: bool) -> np.ndarray:
+        """(clusters,): the accuracy with each cluster left out, in closed form: only the
+        recall of the left-out cluster's classes changes (a class it alone holds drops)."""
+        images = self._images_matrix(balanced).tocoo()
+        h = np.asarray(self._matrix(np.asarray(hits, float), balanced)
+                       .tocsr()[images.row, images.col]).ravel()
+        n_k = np.bincount(images.col, images.data, minlength=images.shape[1])
+        h_k = np.bincount(images.col, h, minlength=images.shape[1])
+        present = n_k > 0
+        recall = np.where(present, h_k / np.maximum(n_k, 1), 0.0)
+        rest = n_k[images.col] - images.data
+        keep = rest > 0
+        change = np.where(keep, (h_k[images.col] - h) / np.maximum(rest, 1), 0.0) \
+            - recall[images.col]
+        delta = np.bincount(images.row, change, minlength=self.c)
+        dropped = np.bincount(images.row, ~keep, minlength=self.c)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (recall[present].sum() + delta) / (present.sum() - dropped)
+
     def interval(self, preds: np.ndarray, balanced: bool) -> Interval:
-        d = self.draws([preds == self.labels], balanced)[0]
-        return _interval(accuracy(self.labels, preds, balanced), d)
+        hits = preds == self.labels
+        return bca(accuracy(self.labels, preds, balanced), self.draws([hits], balanced)[0],
+                   self.leave_one_out(hits, balanced))
 
     def paired(self, preds: np.ndarray, reference: np.ndarray, balanced: bool) -> Interval:
         """The model's accuracy minus a reference's (a floor's predictions on the same
         images), with both resampled together."""
-        a, b = self.draws([preds == self.labels, reference == self.labels], balanced)
-        return _interval(accuracy(self.labels, preds, balanced)
-                         - accuracy(self.labels, reference, balanced), a - b)
+        hits, ref = preds == self.labels, reference == self.labels
+        a, b = self.draws([hits, ref], balanced)
+        return bca(accuracy(self.labels, preds, balanced)
+                   - accuracy(self.labels, reference, balanced), a - b,
+                   self.leave_one_out(hits, balanced) - self.leave_one_out(ref, balanced))
 
-    def cross_fitted(self, preds_by_epoch: np.ndarray, usable: np.ndarray, side: np.ndarray,
-                     select_balanced: bool, point: dict) -> dict[str, Interval]:
-        """Intervals of the cross-fitted estimate (`point`, from cross_fitted()) that redo the
-        epoch choice in every resample: per half, the epoch best on it (the later on a tie) in
-        that resample predicts the other half. Top-1 and balanced accuracy."""
+    def grouped(self, hits: np.ndarray, groups: np.ndarray,
+                stat: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Interval:
+        """The interval of a statistic of hits and images summed per group (`groups`: a code
+        per image), `stat((b, groups) hits, (b, groups) images) -> (b,)`; no acceleration."""
+        shape = (self.c, int(groups.max()) + 1 if len(groups) else 1)
+        h = sparse.csr_matrix((np.asarray(hits, float), (self.inv, groups)), shape=shape)
+        n = sparse.csr_matrix((np.ones(len(groups)), (self.inv, groups)), shape=shape)
+        estimate = float(stat(np.asarray(h.sum(axis=0)), np.asarray(n.sum(axis=0)))[0])
+        draws = np.concatenate([stat(self._sum(w, h), self._sum(w, n)) for w in self._weights()])
+        return bca(estimate, draws)
+
+    def cross_fitted_draws(self, preds_by_epoch: np.ndarray, usable: np.ndarray,
+                           sides: np.ndarray, select_balanced: bool) -> dict[bool, np.ndarray]:
+        """Per metric (balanced or not), (n_boot,) draws of the cross-fitted estimate that
+        redo every choice in every resample: per halving (`sides`, from halves()) and half,
+        the epoch best on it (the later on a tie) in that resample predicts the other half;
+        the estimate is the mean over halvings."""
         candidates = np.flatnonzero(usable)
         hits = preds_by_epoch[candidates] == self.labels[None, :]
-        halves = (side == 0, side == 1)
-        # per (metric, half): one (clusters, epochs x classes) matrix, so that a resample's
-        # sums over every candidate epoch are one sparse product
-        mats = {bal: [self._stacked(hits & on[None, :], bal) for on in halves]
-                for bal in (False, True)}
-        dens = {bal: [self._matrix(on, bal) for on in halves] for bal in mats}
-        draws: dict[bool, list[np.ndarray]] = {False: [], True: []}
-        rows = np.arange(self.chunk)
         e = len(candidates)
+        # a person is on one side of a halving: per halving, each cluster's side
+        side_of = np.zeros((len(sides), self.c))
+        for s, side in enumerate(sides):
+            side_of[s, self.inv] = side
+        mats = {bal: self._stacked(hits, bal) for bal in (False, True)}
+        dens = {bal: self._images_matrix(bal) for bal in mats}
+        draws: dict[bool, list[np.ndarray]] = {False: [], True: []}
         for w in self._weights():
             b = w.shape[0]
-            den = {bal: [self._sum(w, d) for d in dens[bal]] for bal in mats}
-            # sums[bal][h]: (epochs, b, classes) hits of every candidate epoch on half h
-            sums = {bal: [self._sum(w, m).reshape(b, e, -1).transpose(1, 0, 2)
-                          for m in mats[bal]] for bal in mats}
-            chosen = []
-            for h in (0, 1):  # the epoch each half picks, per resample (later on a tie)
-                scores = _score(sums[select_balanced][h], den[select_balanced][h])  # (e, b)
-                chosen.append(len(candidates) - 1 - np.nanargmax(scores[::-1], axis=0))
-            for bal in (False, True):  # half 1 by half 0's choice, half 0 by half 1's
-                num = sums[bal][1][chosen[0], rows[:b]] + sums[bal][0][chosen[1], rows[:b]]
-                draws[bal].append(_score(num, den[bal][0] + den[bal][1]))
-        return {"top1": _interval(point["top1"], np.concatenate(draws[False])),
-                "balanced_acc": _interval(point["balanced_acc"], np.concatenate(draws[True]))}
+            rows = np.arange(b)
+            total = {bal: self._sum(w, mats[bal]).reshape(b, e, -1) for bal in mats}
+            den_total = {bal: self._sum(w, dens[bal]) for bal in mats}
+            acc = {False: np.zeros(b), True: np.zeros(b)}
+            for on in side_of:
+                w1 = w * on  # half 1's weights; half 0's are the rest
+                one = {bal: self._sum(w1, mats[bal]).reshape(b, e, -1) for bal in mats}
+                den1 = {bal: self._sum(w1, dens[bal]) for bal in mats}
+                sums = {bal: (total[bal] - one[bal], one[bal]) for bal in mats}
+                den = {bal: (den_total[bal] - den1[bal], den1[bal]) for bal in mats}
+                chosen = []
+                for h in (0, 1):  # the epoch each half picks, per resample (later on a tie)
+                    sb = select_balanced
+                    scores = _score(sums[sb][h].transpose(1, 0, 2), den[sb][h])  # (e, b)
+                    chosen.append(e - 1 - np.nanargmax(scores[::-1], axis=0))
+                for bal in mats:  # half 1 by half 0's choice, half 0 by half 1's
+                    num = sums[bal][1][rows, chosen[0]] + sums[bal][0][rows, chosen[1]]
+                    acc[bal] += _score(num, den_total[bal])
+            for bal in mats:
+                draws[bal].append(acc[bal] / len(sides))
+        return {bal: np.concatenate(draws[bal]) for bal in draws}
+
+    def cross_fitted(self, preds_by_epoch: np.ndarray, usable: np.ndarray, sides: np.ndarray,
+                     select_balanced: bool, point: dict, references: dict | None = None
+                     ) -> dict:
+        """BCa intervals of the cross-fitted estimate (`point`, from cross_fitted()), top-1
+        and balanced accuracy, and of its difference from each reference (a floor's
+        predictions on the same images, resampled with it). The acceleration comes from the
+        leave-one-out of the cross-fitted predictions with their epochs held."""
+        d = self.cross_fitted_draws(preds_by_epoch, usable, sides, select_balanced)
+        preds = point["preds"]
+        out: dict = {"sd": float(np.nanstd(d[True]))}
+        for m, bal in (("top1", False), ("balanced_acc", True)):
+            loo = np.mean([self.leave_one_out(p == self.labels, bal) for p in preds], axis=0)
+            out[m] = bca(point[m], d[bal], loo)
+            for name, ref in (references or {}).items():
+                hits = ref == self.labels
+                out.setdefault("vs", {}).setdefault(name, {})[m] = bca(
+                    point[m] - accuracy(self.labels, ref, bal),
+                    d[bal] - self.draws([hits], bal)[0], loo - self.leave_one_out(hits, bal))
+        return out
 
 
-def halves(clusters: np.ndarray, seed: int) -> np.ndarray:
-    """0/1 per image: val's clusters dealt into two halves in a seeded order."""
-    ids, inv = np.unique(clusters, return_inverse=True)
-    order = np.random.default_rng(derived_seed(seed, HALVES_STREAM)).permutation(len(ids))
-    side = np.empty(len(ids), np.int64)
-    side[order] = np.arange(len(ids)) % 2
-    return side[inv]
+def halves(clusters: np.ndarray, labels: np.ndarray, seed: int, n_splits: int = N_SPLITS
+           ) -> np.ndarray:
+    """(n_splits, images) of 0/1: val's clusters dealt into two halves, name by name (each
+    name's people alternate between the halves in a seeded order, so both halves hold about
+    half of every name's people), a person always on one side."""
+    _, inv = np.unique(clusters, return_inverse=True)
+    name = cluster_names(inv, np.unique(labels, return_inverse=True)[1])
+    rng = np.random.default_rng(derived_seed(seed, HALVES_STREAM))
+    out = np.empty((n_splits, len(clusters)), np.int64)
+    for s in range(n_splits):
+        order = np.lexsort((rng.random(len(name)), name))
+        side = np.empty(len(name), np.int64)
+        side[order] = (np.arange(len(name)) + s) % 2  # odd names' extra person alternates
+        out[s] = side[inv]
+    return out
 
 
 def cross_fitted(preds_by_epoch: np.ndarray, labels: np.ndarray, usable: np.ndarray,
-                 side: np.ndarray, balanced: bool) -> dict | None:
-    """Selection-free predictions: each half of val (`side`, from halves()) is predicted by the
-    epoch that scores best on the other half (the later epoch on a tie, as the run's own
-    selection). `usable` masks the epochs a run may select (logged, not diverged). Returns
-    {preds, epochs: (chosen on half 0, chosen on half 1)}, or None when there is no usable
-    epoch or a half is empty (one val person)."""
+                 sides: np.ndarray, balanced: bool) -> dict | None:
+    """Selection-free predictions: in each halving (`sides`, from halves()), each half of val
+    is predicted by the epoch that scores best on the other half (the later epoch on a tie,
+    as the run's own selection). `usable` masks the epochs a run may select (logged, not
+    diverged). Returns {preds: (halvings, images), epochs: per halving (chosen on half 0,
+    chosen on half 1), top1, balanced_acc: the mean over halvings}, or None when there is no
+    usable epoch or a half is empty (one val person)."""
     candidates = np.flatnonzero(usable)
-    if not len(candidates) or not (side == 0).any() or not (side == 1).any():
+    if not len(candidates) or not ((sides == 0).any(axis=1) & (sides == 1).any(axis=1)).all():
         return None
-    out = np.full(len(labels), -1, preds_by_epoch.dtype)
-    chosen = []
-    for h in (0, 1):
-        on = side == h
-        scores = [accuracy(labels[on], preds_by_epoch[e, on], balanced) for e in candidates]
-        best = int(candidates[len(scores) - 1 - int(np.nanargmax(scores[::-1]))])
-        chosen.append(best)
-        out[~on] = preds_by_epoch[best, ~on]
-    return {"preds": out, "epochs": tuple(chosen)}
+    preds, epochs = [], []
+    for side in sides:
+        out = np.full(len(labels), -1, preds_by_epoch.dtype)
+        chosen = []
+        for h in (0, 1):
+            on = side == h
+            scores = [accuracy(labels[on], preds_by_epoch[e, on], balanced) for e in candidates]
+            best = int(candidates[len(scores) - 1 - int(np.nanargmax(scores[::-1]))])
+            chosen.append(best)
+            out[~on] = preds_by_epoch[best, ~on]
+        preds.append(out)
+        epochs.append(tuple(chosen))
+    preds = np.stack(preds)
+    return {"preds": preds, "epochs": epochs,
+            "top1": float(np.mean([accuracy(labels, p, False) for p in preds])),
+            "balanced_acc": float(np.mean([accuracy(labels, p, True) for p in preds]))}

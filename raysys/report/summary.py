@@ -31,36 +31,44 @@ def balanced_chance(best: dict) -> float:
 
 
 def criteria_rows(k: int, best: dict, diverged: bool, where: str = "",
-                  floors: dict | None = None, paired: Interval | None = None) -> list[tuple]:
-    """(criterion, result, reference, met: True/False/None = n/a). `where` names the trial;
-    `paired` is the model's balanced accuracy minus the pixel floor's, with its interval."""
-    rows = []
+                  inf: dict | None = None) -> list[tuple]:
+    """(criterion, result, reference, met: True/False/None = not decided). `where` names the
+    trial. A claim of signal is never read at the selected epoch: `inf` (the report's
+    inference) supplies the selection-free intervals, the pixel floor's paired one and the
+    permutation test; without them (the live summary) the claims wait for `raysys report`."""
+    inf = inf or {}
+    free, signal = inf.get("selection_free"), inf.get("signal")
+    pixel = inf.get("vs", {}).get("pixel-linear floor", {}).get("balanced_acc")
     at = f" ({where})" if where else ""
+    pending = "not decided: read selection-free by `raysys report`"
+    rows = []
+
+    def above(iv: Interval, ref: float) -> bool:
+        return iv.lo - ref > 2 * iv.mc_se
+
     for label, names, threshold in TARGETS:
         if k != names:
             rows.append((label, f"n/a: defined for {names} names; this run has {k}", "-", None))
         else:
-            rows.append((label, f"{best['val/top1']:.4f}{at}",
-                         f"chance {best['chance/uniform']:.4f}", best["val/top1"] > threshold))
+            rows.append((label, f"selected {best['val/top1']:.4f}{at}; selection-free "
+                         f"{free['top1']}" if free else f"{best['val/top1']:.4f}{at}; {pending}",
+                         f"{threshold:g} (the selection-free lower bound must clear it)",
+                         above(free["top1"], threshold) if free else None))
     floor = max(best["chance/majority"], best["chance/prior_match"])
-    rows.append(("top-1 beats the best chance guess", f"{best['val/top1']:.4f}{at}",
+    rows.append(("top-1 beats the best chance guess",
+                 f"selection-free {free['top1']}" if free else pending,
                  f"majority {best['chance/majority']:.4f}, prior {best['chance/prior_match']:.4f}",
-                 best["val/top1"] > floor))
+                 above(free["top1"], floor) if free else None))
     chance = balanced_chance(best)
-    rows.append(("balanced accuracy beats chance", f"{best['val/balanced_acc']:.4f}{at}",
+    rows.append(("balanced accuracy beats chance (any name signal)",
+                 f"permutation p = {signal['p']:.4f} (best of {signal['epochs']} epochs, "
+                 f"{signal['permutations']:,} dealings of names to people)" if signal else pending,
                  f"a constant guess, 1/(names in val) = {chance:.4f}",
-                 best["val/balanced_acc"] > chance))
-    if paired is not None:  # the difference's person-level interval decides, not the estimate
-        rows.append(("balanced accuracy beats the pixel-linear floor",
-                     f"{best['val/balanced_acc']:.4f}{at}; difference {paired} (paired 95%)",
-                     f"floor {floors['pixel_linear']['balanced_acc']:.4f}" if floors else "-",
-                     paired.lo > 0))
-    elif floors:
-        px = floors["pixel_linear"]
-        rows.append(("balanced accuracy beats the pixel-linear floor",
-                     f"{best['val/balanced_acc']:.4f}{at}", f"floor {px['balanced_acc']:.4f} "
-                     "(no paired interval: point estimates only)",
-                     best["val/balanced_acc"] > px["balanced_acc"]))
+                 signal["shown"] if signal else None))
+    rows.append(("balanced accuracy beats the pixel-linear floor",
+                 f"difference {pixel} (selection-free, paired 95%)" if pixel else pending,
+                 "the pixel floor on the same images", pixel.verdict() == "above"
+                 if pixel else None))
     rows.append((f"relative prediction CV < {REL_CV_TARGET}",
                  f"{best['val/rel_pred_cv']:.3f}{at}", "0 = predicted counts match true counts",
                  best["val/rel_pred_cv"] < REL_CV_TARGET))
@@ -115,12 +123,9 @@ def render_summary(history: list[dict], table: pd.DataFrame | None, info: dict,
                  " over the run")
     if info.get("error"):
         lines.append(f"- error: {info['error']}")
-    floors = (extras or {}).get("floors")
     inf = (extras or {}).get("inference", {})
-    paired = inf.get("vs", {}).get("pixel-linear floor", {}).get("balanced_acc")
     lines += ["", "## Success criteria", "",
-              *criteria_table(criteria_rows(k, best, bool(last["diverged"]), floors=floors,
-                                            paired=paired)),
+              *criteria_table(criteria_rows(k, best, bool(last["diverged"]), inf=inf)),
               "", CV_NOTE]
     if extras:
         lines += render_extras(extras, best, k)
@@ -251,7 +256,8 @@ def render_extras(extras: dict, best: dict, k: int) -> list[str]:
                       f"- val images of people never seen in training: top-1 "
                       f"{lk['unseen']['top1']:.4f} ({lk['unseen']['images']} images)"]
             lines += leakage_verdict(gap, lk["seen"].get("majority_top1", float("nan"))
-                                     - lk["unseen"].get("majority_top1", float("nan")))
+                                     - lk["unseen"].get("majority_top1", float("nan")),
+                                     lk.get("within_name"))
         else:
             side = "unseen" if lk["unseen"]["images"] else "seen"
             lines.append(f"- every val image is {side} (data.split_by={lk['split_by']}): "
@@ -275,48 +281,88 @@ def render_extras(extras: dict, best: dict, k: int) -> list[str]:
 
 
 def inference_lines(inf: dict, best: dict) -> list[str]:
-    """Intervals, the selection-free estimate, paired differences with every floor, and the
-    demographic controls. The live summary, before `raysys report`, says they are to come."""
+    """Intervals, the selection-free estimate, its paired differences with every floor, the
+    permutation test, the power, and the demographic controls. The live summary, before
+    `raysys report`, says they are to come."""
     if not inf:
         return ["", "## Beyond gender and generation", "",
                 "Computed by `raysys report` at the end of the run (the demographic controls, "
-                "person-level and paired intervals, and the selection-free estimate)."]
+                "person-level and paired intervals, the permutation tests and the "
+                "selection-free estimate)."]
     if "error" in inf:
         return ["", "## Intervals and demographic controls", "",
                 f"**Not computed: {inf['error']}** (`raysys report RUN_DIR` retries)."]
     c = inf["clusters"]
+    sf = inf.get("selection_free")
+    mc = max([iv.mc_se for iv in _intervals(inf)] or [0.0])
     lines = ["", "## Intervals: selected on val, selection-free, and against the floors", "",
-             f"95% intervals from 1,000 resamples of whole people within each name "
-             f"({c['people']} people; {c['clusters'] - c['people']} val images without a "
-             f"person id count as their own cluster; {c['images']} images). Paired rows "
-             "resample the same people for the model and the floor."
+             f"95% BCa intervals from {c.get('draws', 1000):,} Rao-Wu resamples of whole people "
+             f"within each name ({c['people']} people; {c['clusters'] - c['people']} val "
+             f"images without a person id count as their own cluster; {c['images']} images); "
+             f"the endpoints' Monte Carlo SE is at most {mc:.4f}, and a verdict needs its "
+             "bound beyond 0 by twice that. Paired rows resample the same people for the model "
+             "and the floor. Verdicts read the selection-free rows only: the selected epoch "
+             "scored on the val that chose it is optimistic."
              + (f" {c['names_under_5']} of {c['names']} names have fewer than 5 val people "
                 "(clusters): their recall moves with the people drawn, so the intervals are "
                 "wide and can be skewed." if c.get("names_under_5") else ""), "",
              "| | top-1 | balanced accuracy |", "|---|---|---|",
              f"| this model, **selected on val** (best epoch {best['epoch']}, reported on the "
-             f"same val) | {inf['model']['top1']} | {inf['model']['balanced_acc']} |"]
-    sf = inf.get("selection_free")
+             f"same val; descriptive) | {inf['model']['top1']} | "
+             f"{inf['model']['balanced_acc']} |"]
     if sf:
-        lines.append(f"| this model, **selection-free** (each half of val's people scored by "
-                     f"the epoch chosen on the other half by `{sf['metric']}`: epochs "
-                     f"{sf['epochs'][0]} and {sf['epochs'][1]}, from {sf['covers']}; the "
-                     f"interval redoes the choice in each resample) | {sf['top1']} | "
-                     f"{sf['balanced_acc']} |")
+        lo, mid, hi = sf["epochs_chosen"]
+        lines.append(f"| this model, **selection-free** (mean over {sf['halvings']} halvings of "
+                     f"val's people, name by name; each half scored by the epoch chosen on the "
+                     f"other by `{sf['metric']}`: epochs {lo}-{hi}, median {mid}, from "
+                     f"{sf['covers']}; the interval redoes every choice in each resample) | "
+                     f"{sf['top1']} | {sf['balanced_acc']} |")
     for name, diff in inf["vs"].items():
-        lines.append(f"| this model - {name} (paired) | {diff['top1']} | "
+        lines.append(f"| this model - {name} (selection-free, paired) | {diff['top1']} | "
                      f"{diff['balanced_acc']} |")
     lines += ["", *verdict_lines(inf["vs"])]
+    sig = inf.get("signal")
+    if sig:
+        lines.append(f"- **Any name signal** (person-level permutation test, the epoch choice "
+                     f"inside): best balanced accuracy over {sig['epochs']} epochs "
+                     f"{sig['observed']:.4f}; with names dealt at random to val's "
+                     f"{sig['people']} people it averages {sig['null_mean']:.4f} (95th "
+                     f"percentile {sig['null_95']:.4f}). p = {sig['p']:.4f} (Monte Carlo SE "
+                     f"{sig['mc_se']:.4f}, {sig['permutations']:,} permutations): "
+                     + ("**shown**." if sig["shown"] else "none that can be shown."))
+    pw = inf.get("power")
+    if pw:
+        lines.append(f"- **Power**: the smallest difference from a floor the selection-free "
+                     f"balanced accuracy detects with 80% power at alpha 0.05 is about "
+                     f"{pw['mde']:.4f} (resampling SD {pw['sd']:.4f}, median "
+                     f"{pw['median_people_per_name']:g} val people per name). To detect +0.01 "
+                     f"would take about {pw['people_for']['0.01']:,} val people per name, "
+                     f"+0.02 about {pw['people_for']['0.02']:,} (SD as 1/sqrt(people)).")
     if inf.get("pixel_unscored"):
         lines.append(f"- {inf['pixel_unscored']} val images the pixel floor could not decode "
                      "count as its misses.")
     if not sf:
-        lines.append(f"- No selection-free estimate: {inf.get('selection_free_missing', '')}.")
+        lines.append(f"- No selection-free estimate: {inf.get('selection_free_missing', '')}; "
+                     "no verdict against the floors.")
     return lines + demographic_lines(inf)
 
 
+def _free_label(name: str) -> str:
+    return "this model, selection-free" if name == "this model" else \
+        f"this model - {name} (selection-free, paired)"
+
+
+def _intervals(d: object) -> list[Interval]:
+    if isinstance(d, Interval):
+        return [d]
+    if isinstance(d, dict):
+        return [iv for v in d.values() for iv in _intervals(v)]
+    return []
+
+
 def verdict_lines(vs: dict) -> list[str]:
-    """One sentence per floor, as its paired interval of balanced accuracy allows."""
+    """One sentence per floor, as its selection-free paired interval of balanced accuracy
+    allows."""
     out = []
     for name, diff in vs.items():
         d = diff["balanced_acc"]
@@ -336,66 +382,71 @@ def demographic_lines(inf: dict) -> list[str]:
         return lines + ["", f"None of the {demo['names']} names has demographic data: no "
                         "gender or generation controls for this run (give data.demographics, "
                         "a CSV of name,p_female,birth_year)."]
+    free = inf.get("vs_known_free", {})
     lines += ["", f"On the {demo['images']} of {demo['val_images']} val images whose name has "
               "data (names without it would form a stratum of mixed genders). Gender is the "
               "name's majority gender among its living US bearers; generation is the band of "
               "their median birth year: the name's cohort, not the faces' age. The floor knows "
               "each face's stratum and nothing else: top-1 always guesses the stratum's most "
-              "frequent train name; balanced accuracy is then strata/K. Within-stratum accuracy "
-              "takes the model's argmax over the true stratum's names only: what it scores "
-              "above the floor is name signal beyond the stratum.", "",
+              "frequent train name among the names in val; balanced accuracy is then strata/K. "
+              "The verdict on name signal beyond a stratum is a permutation test: names dealt "
+              "at random among the people of each stratum, the epoch choice inside; a model "
+              "that reads only the stratum keeps its score under that shuffle.", "",
               "| | top-1 | balanced accuracy |", "|---|---|---|",
-              *(f"| {name}{' (same images)' if name == 'this model' else ' (paired)'} | "
-                f"{d['top1']} | {d['balanced_acc']} |" for name, d in inf["vs_known"].items()),
+              f"| this model, selected on val (descriptive) | "
+              f"{inf['vs_known']['this model']['top1']} | "
+              f"{inf['vs_known']['this model']['balanced_acc']} |",
+              *(f"| {_free_label(name)} | {d['top1']} | {d['balanced_acc']} |"
+                for name, d in free.items()),
               "", "| control | strata | floor top-1 | floor balanced | within-stratum chance "
-              "(uniform) top-1 / balanced | model within stratum: top-1 | balanced | "
-              "within - floor (paired): top-1 | balanced |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "(uniform) top-1 / balanced | within stratum, selected epoch: top-1 / balanced | "
+              "beyond the stratum: permutation p |", "|---|---|---|---|---|---|---|"]
     for by in ("gender", "gender x generation"):
         ctl = inf[by]
-        w, d = ctl.get("within"), ctl.get("within_vs_floor")
+        w, b = ctl.get("within"), ctl.get("beyond")
         lines.append(f"| {by} | {ctl['strata']} | {ctl['floor']['top1']:.4f} | "
                      f"{ctl['floor']['balanced_acc']:.4f} | {ctl['chance']['top1']:.4f} / "
                      f"{ctl['chance']['balanced_acc']:.4f} | "
-                     + (f"{w['top1']} | {w['balanced_acc']} | {d['top1']} | "
-                        f"{d['balanced_acc']} |" if w else "n/a (no logits.npy) | | | |"))
-    lines += ["", *verdict_lines({k: v for k, v in inf["vs_known"].items()
-                                  if k != "this model"})]
+                     + (f"{w['top1']:.4f} / {w['balanced_acc']:.4f}" if w else "n/a") + " | "
+                     + (f"{b['p']:.4f}" if b else "n/a") + " |")
+    lines += ["", *verdict_lines({k: v for k, v in free.items() if k != "this model"})]
     for by in ("gender", "gender x generation"):
-        d = inf[by].get("within_vs_floor")
-        if d:
-            v = d["balanced_acc"].verdict()
-            lines.append(f"- **Name signal beyond {by}**: within-stratum balanced accuracy "
-                         f"{inf[by]['within']['balanced_acc']} against the floor's "
-                         f"{inf[by]['floor']['balanced_acc']:.4f}: "
-                         + ("shown (the paired interval excludes 0)." if v == "above" else
-                            "none that can be shown (the paired interval holds 0)."
-                            if v == "level with" else "below the floor."))
+        b = inf[by].get("beyond")
+        lines.append(f"- **Name signal beyond {by}**: " + (
+            "not decided (no val predictions by epoch)." if not b else
+            f"p = {b['p']:.4f} (Monte Carlo SE {b['mc_se']:.4f}): "
+            + ("**shown**." if b["shown"] else "none that can be shown.")))
     e = inf.get("errors", {})
     if "same_gender" in e:
         lo, hi = e["same_gender_chance_range"]
         ylo, yhi = e["year_gap_chance_range"]
         lines.append(f"- Errors: of {e['with_demographics']} wrong predictions with data on both "
-                     f"names, {e['same_gender']:.1%} name the truth's gender (permuted "
-                     f"predictions: {e['same_gender_chance']:.1%}, 95% {lo:.1%}-{hi:.1%}); the "
+                     f"names ({e['people']} people), {e['same_gender']:.1%} name the truth's "
+                     f"gender (true names dealt at random among those people: "
+                     f"{e['same_gender_chance']:.1%}, 95% {lo:.1%}-{hi:.1%}); the "
                      f"predicted and true names' median birth years differ by "
-                     f"{e['year_gap']:.1f} years on average (permuted: "
+                     f"{e['year_gap']:.1f} years on average (dealt at random: "
                      f"{e['year_gap_chance']:.1f}, 95% {ylo:.1f}-{yhi:.1f}).")
     return lines
 
 
-def leakage_verdict(gap: float, baseline_gap: float, margin: float = 0.05) -> list[str]:
-    """The seen/unseen gap against the same gap of "always the largest train name": the two
-    sets hold different names, so a constant guess has a gap of its own (on LFW's per-image
-    split, +0.173 with no recognition at all). Only the model's gap beyond it says the model
-    recognises people."""
-    if baseline_gap != baseline_gap:  # a report from before the baseline existed
-        return [f"- gap {gap:+.4f} (no constant-guess baseline recorded to read it against)."]
-    beyond = gap - baseline_gap
-    return [f"- gap {gap:+.4f}; the constant guess \"always the largest train name\" has a gap "
-            f"of {baseline_gap:+.4f} on the same images, so the model's own gap is "
-            f"{beyond:+.4f}: " + ("the model recognises people more than names."
-                                  if beyond > margin else "no large gap beyond it.")]
+def leakage_verdict(gap: float, baseline_gap: float, within: Interval | None = None
+                    ) -> list[str]:
+    """The raw seen/unseen gap, the same gap of "always the largest train name" (the two sets
+    hold different names, so a constant guess has a gap of its own: +0.173 on LFW's per-image
+    split), and the verdict, read on each name against itself (analysis.within_name_gap)."""
+    line = f"- gap {gap:+.4f}"
+    if baseline_gap == baseline_gap:
+        line += (f"; the constant guess \"always the largest train name\" has a gap of "
+                 f"{baseline_gap:+.4f} on the same images, so the raw gap mixes names")
+    if within is None:
+        return [line + ". No name has both seen and unseen val people: no verdict."]
+    v = within.verdict()
+    return [line + ".", f"- within names, seen minus unseen recall weighted by the seen "
+            f"images' names: {within} (95%, people resampled): " + (
+                "**the model recognises people it was trained on** beyond their names."
+                if v == "above" else "no recognition of seen people shown."
+                if v == "level with" else "seen people score lower than unseen ones.")]
 
 
 def figure_lines(extras: dict) -> list[str]:

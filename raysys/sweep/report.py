@@ -60,10 +60,10 @@ def _own_floor(run_dir: str) -> float:
 
 
 def _from_run_report(run_dir: str) -> dict:
-    """From the trial's run report (inference.json; nothing before it exists): its balanced
-    accuracy minus its pixel floor's with the paired interval, the selection-free balanced
-    accuracy, and the name signal beyond gender (within-gender balanced accuracy minus the
-    gender floor's, paired), each as estimate, lo, hi."""
+    """From the trial's run report (inference.json; nothing before it exists): its
+    selection-free balanced accuracy and its paired difference from the pixel floor (estimate,
+    lo, hi, Monte Carlo SE), the permutation tests' p-values (any name signal; beyond gender)
+    and the within-gender accuracy at the selected epoch."""
     path = storage.join(run_dir, "inference.json")
     if not storage.exists(path):
         return {}
@@ -71,16 +71,22 @@ def _from_run_report(run_dir: str) -> dict:
     if "error" in d:
         return {}
     out = {"demographics_source": d["demographics"]["source"]}
-    picks = {"pixel_diff": d["vs"]["pixel-linear floor"]["balanced_acc"],
-             "free_balanced": d.get("selection_free", {}).get("balanced_acc"),
-             "within_gender": d.get("gender", {}).get("within", {}).get("balanced_acc"),
-             "beyond_gender": d.get("gender", {}).get("within_vs_floor", {}).get(
-                 "balanced_acc")}
+    picks = {"pixel_diff": d.get("vs", {}).get("pixel-linear floor", {}).get("balanced_acc"),
+             "free_top1": d.get("selection_free", {}).get("top1"),
+             "free_balanced": d.get("selection_free", {}).get("balanced_acc")}
     for key, iv in picks.items():
         if iv:
-            out |= {key: iv["estimate"], f"{key}_lo": iv["lo"], f"{key}_hi": iv["hi"]}
-    if "gender" in d:
-        out["gender_floor_balanced"] = d["gender"]["floor"]["balanced_acc"]
+            out |= {key: iv["estimate"], f"{key}_lo": iv["lo"], f"{key}_hi": iv["hi"],
+                    f"{key}_mc": iv.get("mc_se", 0.0)}
+    if d.get("signal"):
+        out |= {"signal_p": d["signal"]["p"], "signal_shown": d["signal"]["shown"]}
+    gender = d.get("gender", {})
+    if gender:
+        out["gender_floor_balanced"] = gender["floor"]["balanced_acc"]
+        out["within_gender"] = gender.get("within", {}).get("balanced_acc", float("nan"))
+        if gender.get("beyond"):
+            out |= {"beyond_gender_p": gender["beyond"]["p"],
+                    "beyond_gender_shown": gender["beyond"]["shown"]}
     return out
 
 
@@ -103,7 +109,10 @@ def params_label(row: dict) -> str:
 
 
 def sweep_criteria(df: pd.DataFrame, metric: str, floors: dict | None = None) -> list[tuple]:
-    """The seed's targets over the trials each applies to; n/a with the reason elsewhere."""
+    """The seed's targets over the trials each applies to; n/a with the reason elsewhere. A
+    claim about a winner chosen among several trials on the same val is not decided here: each
+    trial's own report reads its selection-free numbers, but the choice of the trial is not
+    inside them (only one trial at a number of names makes its verdicts the sweep's)."""
     ok = df[df["status"] != "error"].dropna(subset=["best_val_top1"]) \
         if "best_val_top1" in df else df.iloc[:0]
     rows = []
@@ -114,30 +123,28 @@ def sweep_criteria(df: pd.DataFrame, metric: str, floors: dict | None = None) ->
             rows.append((label, f"n/a: no trial with {k} names (trials have {have})", "-", None))
             continue
         b = pick.loc[pick["best_val_top1"].idxmax()]
-        rows.append((label, f"{b['best_val_top1']:.4f} (trial {b['trial_id']})",
-                     f"chance {b['chance_uniform']:.4f}", bool(b["best_val_top1"] > threshold)))
+        rows.append((label, f"selected {b['best_val_top1']:.4f} (trial {b['trial_id']}); "
+                     f"selection-free {interval_text(b, 'free_top1')}",
+                     f"{threshold:g}", _trial_claim(len(pick), _clears(b, "free_top1",
+                                                                        threshold))))
     winners = best_per_k(ok, metric) if not ok.empty else []
     for k, w in winners:
+        n = int((ok["num_classes"] == k).sum())
         who = "winner" if len(winners) == 1 else f"best at {k} names:"
         whose = "winner's" if len(winners) == 1 else who
         rows.append((f"{who} beats the best chance guess",
-                     f"{w['best_val_top1']:.4f} (trial {w['trial_id']})",
-                     f"{w['chance_best_guess']:.4f}",
-                     bool(w["best_val_top1"] > w["chance_best_guess"])))
-        own = w.get("floor_pixel_balanced", float("nan"))
-        px = own if own == own else (floors["pixel_linear"]["balanced_acc"]
-                                     if floors and len(winners) == 1 else None)
-        lo = w.get("pixel_diff_lo", float("nan"))
-        if lo == lo:  # the paired interval decides, as in the trial's own summary
-            rows.append((f"{whose} balanced accuracy beats the pixel-linear floor",
-                         f"{w['balanced_acc']:.4f} (trial {w['trial_id']}); difference "
-                         f"{interval_text(w, 'pixel_diff')} (paired 95%)",
-                         f"{px:.4f} at {k} names", bool(lo > 0)))
-        elif px is not None:
-            rows.append((f"{whose} balanced accuracy beats the pixel-linear floor",
-                         f"{w['balanced_acc']:.4f} (trial {w['trial_id']})",
-                         f"{px:.4f} at {k} names (point estimates: no paired interval)",
-                         bool(w["balanced_acc"] > px)))
+                     f"selection-free top-1 {interval_text(w, 'free_top1')} (trial "
+                     f"{w['trial_id']})", f"{w['chance_best_guess']:.4f}",
+                     _trial_claim(n, _clears(w, "free_top1", w["chance_best_guess"]))))
+        p = w.get("signal_p", float("nan"))
+        rows.append((f"{whose} balanced accuracy beats chance (any name signal)",
+                     f"permutation p = {p:.4f} (trial {w['trial_id']})" if p == p else "n/a",
+                     "names dealt at random to val's people",
+                     _trial_claim(n, bool(w["signal_shown"]) if p == p else None)))
+        rows.append((f"{whose} balanced accuracy beats the pixel-linear floor",
+                     f"difference {interval_text(w, 'pixel_diff')} (selection-free, paired)",
+                     f"{w.get('floor_pixel_balanced', float('nan')):.4f} at {k} names",
+                     _trial_claim(n, _clears(w, "pixel_diff", 0.0))))
         rows.append((f"{whose} relative prediction CV < {REL_CV_TARGET}",
                      f"{w['rel_pred_cv']:.3f} (seed's CV {w['pred_cv']:.3f}, "
                      f"true {w['true_cv']:.3f})",
@@ -146,6 +153,18 @@ def sweep_criteria(df: pd.DataFrame, metric: str, floors: dict | None = None) ->
     diverged = int((df["status"] == "diverged").sum())
     rows.append(("no divergence", f"{diverged} of {len(df)} trials diverged", "-", diverged == 0))
     return rows
+
+
+def _clears(w: pd.Series | dict, key: str, ref: float) -> bool | None:
+    """Whether the selection-free lower bound clears `ref` by twice its Monte Carlo SE; None
+    without one."""
+    lo = w.get(f"{key}_lo", float("nan"))
+    return None if lo != lo else bool(lo - ref > 2 * w.get(f"{key}_mc", 0.0))
+
+
+def _trial_claim(trials: int, verdict: bool | None) -> bool | None:
+    """A trial's own verdict is the sweep's only where no other trial competed with it."""
+    return verdict if trials == 1 else None
 
 
 def plot_curves(rows: list[dict], histories: dict, metric: str) -> bytes:
@@ -206,7 +225,7 @@ def render(exp, df: pd.DataFrame, rows: list[dict], metric: str, max_t: int, flo
 
 
 def beyond_lines(winners: list[tuple[int, pd.Series]]) -> list[str]:
-    """The best trial at each K, read against gender and its selection-free estimate."""
+    """The best trial at each K, read against gender: its own permutation test."""
     sources = [w.get("demographics_source") for _, w in winners
                if isinstance(w.get("demographics_source"), str)]
     if not sources:
@@ -215,18 +234,21 @@ def beyond_lines(winners: list[tuple[int, pd.Series]]) -> list[str]:
                 "run folder writes them).", ""]
     lines = ["## Beyond gender and generation", "",
              f"Source: {sources[0]}. Each trial's summary has the gender x generation controls "
-             "and the error analysis; 95% person-level intervals.", "",
-             "| names | trial | balanced, selected on val | selection-free | within gender | "
-             "gender floor | within gender - floor (paired) | name signal beyond gender |",
-             "|---|---|---|---|---|---|---|---|"]
+             "and the error analysis. The p-value is the trial's own permutation test (names "
+             "dealt at random among the people of each gender, its epoch choice inside); the "
+             "choice of this trial among the others is not inside it, so with several trials "
+             "it is that trial's claim, not the sweep's.", "",
+             "| names | trial | balanced, selected on val | selection-free | within gender "
+             "(selected epoch) | gender floor | name signal beyond gender: p |",
+             "|---|---|---|---|---|---|---|"]
     for k, w in winners:
-        lo = w.get("beyond_gender_lo", float("nan"))
-        verdict = "n/a" if lo != lo else ("shown" if lo > 0 else "none that can be shown")
+        p = w.get("beyond_gender_p", float("nan"))
         lines.append(f"| {k} | `{w['trial_id']}` | {w['balanced_acc']:.4f} | "
                      f"{interval_text(w, 'free_balanced')} | "
-                     f"{interval_text(w, 'within_gender')} | "
+                     f"{w.get('within_gender', float('nan')):.4f} | "
                      f"{w.get('gender_floor_balanced', float('nan')):.4f} | "
-                     f"{interval_text(w, 'beyond_gender')} | {verdict} |")
+                     + (f"{p:.4f} ({'shown' if w['beyond_gender_shown'] else 'none shown'})"
+                        if p == p else "n/a") + " |")
     return lines + [""]
 
 

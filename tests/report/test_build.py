@@ -8,7 +8,9 @@ SECTIONS = ("## Success criteria", "## Against chance and the floors", "## Ident
             "## Skew control: post-hoc logit adjustment", "## Top-5 names by F1",
             "## Bottom-5 names by F1", "## Curves",
             "## Intervals: selected on val, selection-free, and against the floors",
-            "this model, **selection-free**", "| gender floor (paired) |",
+            "this model, **selection-free**",
+            "| this model - gender floor (selection-free, paired) |",
+            "**Any name signal**", "**Power**",
             "## Beyond gender and generation", "Source: US SSA baby names",
             "**Name signal beyond gender**", "## Figures")
 FIGURES = ("curves.png", "f1_vs_train_images.png", "prediction_histogram.png",

@@ -65,9 +65,11 @@ def test_people_without_an_id_are_their_own_cluster_and_halves_split_people():
     clusters = clusters_of(np.array([1, 2, 3, 4]), {1: "ann", 2: "ann", 3: float("nan")})
     assert list(clusters) == ["person:ann", "person:ann", "row:3", "row:4"]
     person = np.repeat(np.arange(50), 3)
-    side = halves(person, seed=0)
-    assert abs(side.mean() - 0.5) < 0.05
-    assert all(len(set(side[person == p])) == 1 for p in range(50))  # a person on one side
+    sides = halves(person, person % 5, seed=0)
+    assert sides.shape == (20, 150)
+    for side in sides:
+        assert abs(side.mean() - 0.5) < 0.05
+        assert all(len(set(side[person == p])) == 1 for p in range(50))  # one side each
 
 
 def test_pure_noise_is_above_chance_selected_on_val_and_at_chance_selection_free():
@@ -83,26 +85,27 @@ def test_pure_noise_is_above_chance_selected_on_val_and_at_chance_selection_free
     best = int(np.argmax(per_epoch))
     boot = ClusterBootstrap(person, labels, n_boot=300, seed=0)
     selected = boot.interval(preds[best], True)  # the best epoch, reported on the same val
-    side = halves(person, seed=0)
-    cf = cross_fitted(preds, labels, np.ones(epochs, bool), side, balanced=True)
-    point = {m: accuracy(labels, cf["preds"], m == "balanced_acc")
-             for m in ("top1", "balanced_acc")}
-    free = boot.cross_fitted(preds, np.ones(epochs, bool), side, True, point)
+    sides = halves(person, labels, seed=0)
+    cf = cross_fitted(preds, labels, np.ones(epochs, bool), sides, balanced=True)
+    free = boot.cross_fitted(preds, np.ones(epochs, bool), sides, True, cf)
     assert selected.lo > 1 / k  # selection alone: "significantly" above chance
     for m in ("top1", "balanced_acc"):
         assert free[m].lo <= 1 / k <= free[m].hi, (m, free[m])
     assert free["balanced_acc"].estimate < selected.estimate
-    assert cf["epochs"][0] != cf["epochs"][1]  # each half picked its own luckiest epoch
+    assert any(a != b for a, b in cf["epochs"])  # each half picked its own luckiest epoch
 
 
 def test_cross_fitting_skips_unusable_epochs_takes_the_later_tie_and_needs_two_halves():
     labels = np.zeros(6, int)
     preds = np.array([[0] * 6, [0] * 6, [9] * 6])
-    side = np.array([0, 1, 0, 1, 0, 1])
+    side = np.array([[0, 1, 0, 1, 0, 1]])
     cf = cross_fitted(preds, labels, np.array([True, True, False]), side, False)
-    assert cf["epochs"] == (1, 1) and (cf["preds"] == 0).all()
+    assert cf["epochs"] == [(1, 1)] and (cf["preds"] == 0).all()
     assert cross_fitted(preds, labels, np.zeros(3, bool), side, False) is None
-    assert cross_fitted(preds, labels, np.ones(3, bool), np.zeros(6, int), False) is None
+    assert cross_fitted(preds, labels, np.ones(3, bool), np.zeros((1, 6), int), False) is None
+    # one halving with an empty half is enough to refuse
+    both = np.stack([side[0], np.zeros(6, int)])
+    assert cross_fitted(preds, labels, np.ones(3, bool), both, False) is None
 
 
 def test_a_learning_run_keeps_its_signal_selection_free():
@@ -114,13 +117,11 @@ def test_a_learning_run_keeps_its_signal_selection_free():
     skill = np.linspace(0.1, 0.6, 20)
     preds = np.stack([np.where(rng.random(len(person)) < s, labels, (labels + 1) % 5)
                       for s in skill])
-    side = halves(person, seed=1)
-    cf = cross_fitted(preds, labels, np.ones(20, bool), side, balanced=False)
-    point = {m: accuracy(labels, cf["preds"], m == "balanced_acc")
-             for m in ("top1", "balanced_acc")}
+    sides = halves(person, labels, seed=1)
+    cf = cross_fitted(preds, labels, np.ones(20, bool), sides, balanced=False)
     free = ClusterBootstrap(person, labels, n_boot=200, seed=0).cross_fitted(
-        preds, np.ones(20, bool), side, False, point)
-    assert min(cf["epochs"]) >= 15 and free["top1"].lo > 0.5
+        preds, np.ones(20, bool), sides, False, cf)
+    assert min(min(e) for e in cf["epochs"]) >= 15 and free["top1"].lo > 0.5
 
 
 def test_verdict_at_the_edges():
@@ -129,11 +130,16 @@ def test_verdict_at_the_edges():
     assert [Interval(0, lo, hi).verdict() for lo, hi in (
         (1e-9, 1), (0.0, 1), (-1, 0.0), (-1, -1e-9), (-0.5, 0.5), (-2, -0.5))] == [
         "above", "level with", "level with", "below", "level with", "below"]
+    # a bound within two Monte Carlo SEs of 0 decides nothing
+    assert Interval(0, 0.019, 1, mc_se=0.01).verdict() == "level with"
+    assert Interval(0, 0.021, 1, mc_se=0.01).verdict() == "above"
+    assert Interval(0, -1, -0.019, mc_se=0.01).verdict() == "level with"
     assert str(Interval(0.12345, -0.5, 1)) == "0.1235 [-0.5000, 1.0000]"
 
 
-def _brute_selection_free_draws(boot, preds_by_epoch, usable, side, select_balanced):
-    """The resampled cross-fitted accuracy, by plain loops over the same resamples."""
+def _brute_selection_free_draws(boot, preds_by_epoch, usable, sides, select_balanced):
+    """The resampled cross-fitted accuracy, by plain loops over the same resamples: the mean
+    over halvings."""
     labels, candidates = boot.labels, np.flatnonzero(usable)
 
     def acc(per_image, hit, on, balanced):
@@ -146,84 +152,130 @@ def _brute_selection_free_draws(boot, preds_by_epoch, usable, side, select_balan
     out = {False: [], True: []}
     for w in boot._weights():
         for weights in w:
-            per_image = weights[boot.inv]  # each image counted as often as its cluster
-            chosen = []
-            for h in (0, 1):
-                on = side == h
-                scores = [acc(per_image, preds_by_epoch[e] == labels, on, select_balanced)
-                          for e in candidates]
-                chosen.append(candidates[len(scores) - 1 - int(np.nanargmax(scores[::-1]))])
-            pred = np.where(side == 1, preds_by_epoch[chosen[0]], preds_by_epoch[chosen[1]])
+            per_image = weights[boot.inv]  # each image counted as its cluster's weight
+            got = {False: [], True: []}
+            for side in sides:
+                chosen = []
+                for h in (0, 1):
+                    on = side == h
+                    scores = [acc(per_image, preds_by_epoch[e] == labels, on, select_balanced)
+                              for e in candidates]
+                    chosen.append(candidates[len(scores) - 1 - int(np.nanargmax(scores[::-1]))])
+                pred = np.where(side == 1, preds_by_epoch[chosen[0]], preds_by_epoch[chosen[1]])
+                for bal in (False, True):
+                    got[bal].append(acc(per_image, pred == labels, np.ones(len(labels)), bal))
             for bal in (False, True):
-                out[bal].append(acc(per_image, pred == labels, np.ones(len(labels)), bal))
+                out[bal].append(np.mean(got[bal]))
     return out
 
 
 def test_resampled_cross_fitting_matches_plain_loops():
     """The sparse, chunked resampling of the epoch choice gives what loops over the same
-    resamples give: the epoch each half picks (the later on a tie) scores the other half, for
-    top-1 and balanced accuracy."""
-    from raysys.report.intervals import _interval
-
+    resamples give: in every halving the epoch each half picks (the later on a tie) scores
+    the other half, averaged over halvings, for top-1 and balanced accuracy."""
     rng = np.random.default_rng(3)
     person, labels, _ = _clustered(rng, people=24, k=3)
     preds_by_epoch = np.stack([np.where(rng.random(len(labels)) < q, labels, (labels + 1) % 3)
                                for q in (0.3, 0.5, 0.5, 0.45)])
     usable = np.array([True, True, True, False])
-    side = halves(person, 0)
+    sides = halves(person, labels, 0, n_splits=3)
     boot = ClusterBootstrap(person, labels, n_boot=7, seed=1, chunk=3)
     for select_balanced in (False, True):
-        point = {"top1": 0.25, "balanced_acc": 0.75}
-        got = boot.cross_fitted(preds_by_epoch, usable, side, select_balanced, point)
-        want = _brute_selection_free_draws(boot, preds_by_epoch, usable, side, select_balanced)
-        assert got["top1"] == _interval(0.25, np.array(want[False]))
-        assert got["balanced_acc"] == _interval(0.75, np.array(want[True]))
+        got = boot.cross_fitted_draws(preds_by_epoch, usable, sides, select_balanced)
+        want = _brute_selection_free_draws(boot, preds_by_epoch, usable, sides, select_balanced)
+        np.testing.assert_allclose(got[False], want[False])
+        np.testing.assert_allclose(got[True], want[True])
 
 
 def test_cross_fitted_predictions_by_hand():
     labels = np.array([0, 1, 0, 1, 0, 1])
-    side = np.array([0, 0, 0, 1, 1, 1])
+    side = np.array([[0, 0, 0, 1, 1, 1]])
     preds = np.array([[0, 1, 1, 1, 1, 0],   # epoch 0: half 0 2/3, half 1 1/3
                       [0, 1, 0, 1, 1, 0],   # epoch 1: half 0 3/3, half 1 1/3
                       [1, 0, 0, 1, 0, 1],   # epoch 2: half 0 1/3, half 1 3/3
                       [0, 0, 0, 1, 0, 1]])  # epoch 3: half 0 2/3, half 1 3/3 (ties epoch 2)
     got = cross_fitted(preds, labels, np.ones(4, bool), side, balanced=False)
-    assert got["epochs"] == (1, 3)  # half 1's tie goes to the later epoch
-    np.testing.assert_array_equal(got["preds"], np.r_[preds[3, :3], preds[1, 3:]])
+    assert got["epochs"] == [(1, 3)]  # half 1's tie goes to the later epoch
+    np.testing.assert_array_equal(got["preds"][0], np.r_[preds[3, :3], preds[1, 3:]])
     assert got["preds"].dtype == preds.dtype
     # without epoch 1, half 0 picks 3 (2/3, later than 0)
     assert cross_fitted(preds, labels, np.array([1, 0, 1, 1], bool), side, False)[
-        "epochs"] == (3, 3)
+        "epochs"] == [(3, 3)]
     # balanced selection differs from top-1 on imbalanced halves
-    lab2, side2 = np.array([0, 0, 0, 1, 0, 0, 0, 1]), np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    lab2, side2 = np.array([0, 0, 0, 1, 0, 0, 0, 1]), np.array([[0, 0, 0, 0, 1, 1, 1, 1]])
     p2 = np.array([[0, 0, 0, 0, 0, 0, 0, 0], [1, 1, 0, 1, 1, 1, 0, 1]])
-    assert cross_fitted(p2, lab2, np.ones(2, bool), side2, False)["epochs"] == (0, 0)
-    assert cross_fitted(p2, lab2, np.ones(2, bool), side2, True)["epochs"] == (1, 1)
-    for bad_side in (np.zeros(6, int), np.ones(6, int)):
+    assert cross_fitted(p2, lab2, np.ones(2, bool), side2, False)["epochs"] == [(0, 0)]
+    assert cross_fitted(p2, lab2, np.ones(2, bool), side2, True)["epochs"] == [(1, 1)]
+    for bad_side in (np.zeros((1, 6), int), np.ones((1, 6), int)):
         assert cross_fitted(preds, labels, np.ones(4, bool), bad_side, False) is None
     assert cross_fitted(preds, labels, np.zeros(4, bool), side, False) is None
 
 
-def test_halves_are_seeded_balanced_and_whole_clusters():
-    clusters = np.array(list("aabbbcdddeef"), dtype=object)
-    side = halves(clusters, 7)
-    assert side.dtype == np.int64 and set(side) == {0, 1}
-    for c in np.unique(clusters):
-        assert len(set(side[clusters == c])) == 1  # a cluster is never split
-    per_cluster = {c: side[clusters == c][0] for c in np.unique(clusters)}
-    assert sorted(per_cluster.values()).count(0) == 3  # 6 clusters: 3 and 3
-    np.testing.assert_array_equal(halves(clusters, 7), side)
-    assert any((halves(clusters, s) != side).any() for s in range(8, 12))
-    from raysys.keyed_random import derived_seed
-    from raysys.report.intervals import HALVES_STREAM
+def test_halves_are_seeded_stratified_by_name_and_whole_clusters():
+    """Each halving deals every name's people alternately into the halves (issue 27: halves
+    not stratified by name left a name's people all on one side), a person never split."""
+    clusters = np.array(list("aabbbcdddeefgghh"), dtype=object)
+    labels = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2])  # a-c, d-f, g-h
+    sides = halves(clusters, labels, 7, n_splits=30)
+    assert sides.dtype == np.int64 and sides.shape == (30, 16)
+    names = {"a": 0, "b": 0, "c": 0, "d": 1, "e": 1, "f": 1, "g": 2, "h": 2}
+    for side in sides:
+        per = {c: side[clusters == c] for c in names}
+        assert all(len(set(v)) == 1 for v in per.values())  # a cluster is never split
+        for n in range(3):
+            got = [per[c][0] for c in names if names[c] == n]
+            assert abs(sum(got) - len(got) / 2) <= 0.5  # each name split as evenly as can be
+    assert len({tuple(s) for s in sides}) > 5  # halvings differ
+    np.testing.assert_array_equal(halves(clusters, labels, 7, n_splits=30), sides)
+    assert (halves(clusters, labels, 8, n_splits=30) != sides).any()
 
-    order = np.random.default_rng(derived_seed(7, HALVES_STREAM)).permutation(6)
-    want = np.empty(6, np.int64)
-    want[order] = np.arange(6) % 2
-    np.testing.assert_array_equal([per_cluster[c] for c in "abcdef"], want)
+
+def test_rao_wu_draws_n_minus_one_of_n_people_and_rescales():
+    """Per name with n people, n-1 draws each worth n/(n-1) (so a resample keeps the whole
+    between-person variance); a name with one person stays fixed at weight 1."""
+    clusters = np.array(list("abcdefg"), dtype=object)
+    labels = np.array([0, 0, 0, 1, 1, 2, 3])  # 3, 2, 1, 1 people
+    boot = ClusterBootstrap(clusters, labels, n_boot=500, seed=0)
+    w = np.concatenate(list(boot._weights()))
+    assert w.shape == (500, 7)
+    np.testing.assert_allclose(w[:, :3].sum(axis=1), 3.0)  # 2 draws x 3/2
+    np.testing.assert_allclose(w[:, 3:5].sum(axis=1), 2.0)  # 1 draw x 2
+    assert set(np.unique(w[:, :3])) <= {0.0, 1.5, 3.0} and (w[:, 5:] == 1.0).all()
+    assert (w[:, :3] == 0).any(axis=1).all()  # never all three: n-1 draws
+    np.testing.assert_allclose(w.mean(axis=0), 1.0, atol=0.1)  # each person's mean weight 1
+
+
+def test_leave_one_out_is_the_accuracy_without_each_person():
+    rng = np.random.default_rng(4)
+    person, labels, preds = _clustered(rng, people=25, k=4)
+    person[:3] = 99  # a person under two names counts their images under each
+    labels[:3] = [0, 1, 1]
+    boot = ClusterBootstrap(person, labels, n_boot=10)
+    ids = np.unique(person)
+    for balanced in (False, True):
+        loo = boot.leave_one_out(preds == labels, balanced)
+        want = [accuracy(labels[person != c], preds[person != c], balanced) for c in ids]
+        np.testing.assert_allclose(loo, want)
+
+
+def test_bca_corrects_a_skewed_statistic_and_reports_its_monte_carlo_error():
+    from raysys.report.intervals import bca
+
+    rng = np.random.default_rng(0)
+    draws = rng.exponential(1.0, 20000)  # skewed: median below the mean
+    plain = bca(float(np.median(draws)), draws)
+    assert plain.lo == pytest.approx(np.quantile(draws, 0.025), abs=0.02)  # median: no bias
+    shifted = bca(1.0, draws)  # the estimate at the mean: z0 > 0 moves both ends up
+    assert shifted.lo > plain.lo and shifted.hi > plain.hi
+    tilted = bca(1.0, draws, loo=rng.exponential(1.0, 200))  # skewed jackknife: a != 0
+    assert tilted.hi != shifted.hi
+    assert 0 < plain.mc_se < 0.05
+    assert np.isnan(bca(0.5, np.array([np.nan])).lo)
 
 
 def test_paired_balanced_is_the_difference_of_balanced_accuracies():
+    from raysys.report.intervals import bca
+
     rng = np.random.default_rng(5)
     person, labels, preds = _clustered(rng, people=60, k=4)
     ref = np.where(rng.random(len(labels)) < 0.5, labels, (labels + 2) % 4)
@@ -233,7 +285,9 @@ def test_paired_balanced_is_the_difference_of_balanced_accuracies():
         assert got.estimate == pytest.approx(accuracy(labels, preds, balanced)
                                              - accuracy(labels, ref, balanced))
         a, b = boot.draws([preds == labels, ref == labels], balanced)
-        assert (got.lo, got.hi) == tuple(np.percentile(a - b, [2.5, 97.5]))
+        loo = boot.leave_one_out(preds == labels, balanced) - boot.leave_one_out(
+            ref == labels, balanced)
+        assert got == bca(got.estimate, a - b, loo)
     assert boot.paired(preds, ref, True).lo != boot.paired(preds, ref, False).lo
 
 
@@ -256,11 +310,14 @@ def test_scores_draws_and_edges():
     assert boot.interval(preds, True).estimate == pytest.approx(
         balanced_accuracy_score(labels, preds))
     b = boot.draws([preds == labels], True)[0]
-    assert (boot.interval(preds, True).lo, boot.interval(preds, True).hi) == tuple(
-        np.percentile(b, [2.5, 97.5]))
+    from raysys.report.intervals import bca
+
+    assert boot.interval(preds, True) == bca(accuracy(labels, preds, True), b,
+                                             boot.leave_one_out(preds == labels, True))
     assert (ClusterBootstrap(person, labels, n_boot=250, seed=5).draws([preds == labels], False)
             != boot.draws([preds == labels], False)).any()  # the seed is used
-    # the defaults: seed 0, and the chunking does not change the draws
+    # the defaults: 10,000 draws, seed 0, and the chunking does not change the draws
+    assert ClusterBootstrap(person, labels).n_boot == 10_000
     same = ClusterBootstrap(person, labels, n_boot=250)
     assert (same.draws([preds == labels], False)
             == ClusterBootstrap(person, labels, n_boot=250, seed=0, chunk=7).draws(

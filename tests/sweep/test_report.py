@@ -66,26 +66,31 @@ def test_subset_trials_are_read_against_their_own_names_and_never_ranked_across_
                 "floor_pixel_balanced": floor, "img_per_s": 100, "val/top1": top1}
 
     rows = [row("t30", 30, 0.20, 0.15, 0.18), row("t30b", 30, 0.10, 0.08, 0.18),
-            row("t100", 100, 0.08, 0.06, 0.03, (0.03, -0.01, 0.07))]
+            row("t100", 100, 0.08, 0.06, 0.03, (0.03, 0.01, 0.07))]
     rows[0] |= {"demographics_source": "US SSA (test)", "gender_floor_balanced": 2 / 30,
-                "beyond_gender": 0.05, "beyond_gender_lo": 0.01, "beyond_gender_hi": 0.09,
-                "within_gender": 0.2, "within_gender_lo": 0.15, "within_gender_hi": 0.25}
+                "beyond_gender_p": 0.001, "beyond_gender_shown": True, "within_gender": 0.2,
+                "signal_p": 0.001, "signal_shown": True,
+                "free_top1": 0.19, "free_top1_lo": 0.15, "free_top1_hi": 0.23}
+    rows[2] |= {"signal_p": 0.001, "signal_shown": True}
     df = pd.DataFrame(rows)
     crit = {c[0]: c for c in sweep_criteria(df, "val/top1", FLOORS)}
     assert "winner beats the best chance guess" not in crit
     at30 = crit["best at 30 names: balanced accuracy beats the pixel-linear floor"]
-    assert at30[1].endswith("(trial t30)") and not at30[3]
-    assert at30[2] == "0.1800 at 30 names (point estimates: no paired interval)"
-    # Above its floor by the estimate, but the paired interval holds 0: not met.
+    assert at30[1] == "difference n/a (selection-free, paired)" and at30[3] is None
+    # Issue 27: t30 won among two trials on the same val: its own claims are not the sweep's
+    assert crit["best at 30 names: balanced accuracy beats chance (any name signal)"][3] is None
+    assert crit["top-1 > 15% on 30 names"][3] is None
+    assert "selection-free 0.1900 [0.1500, 0.2300]" in crit["top-1 > 15% on 30 names"][1]
+    # The only trial at 100 names: its own selection-free verdicts are the sweep's.
     at100 = crit["best at 100 names: balanced accuracy beats the pixel-linear floor"]
-    assert at100[2] == "0.0300 at 100 names" and not at100[3]
-    assert "difference 0.0300 [-0.0100, 0.0700] (paired 95%)" in at100[1]
+    assert at100[2] == "0.0300 at 100 names" and at100[3] is True
+    assert "difference 0.0300 [0.0100, 0.0700] (selection-free, paired)" in at100[1]
+    assert crit["best at 100 names: balanced accuracy beats chance (any name signal)"][3]
     text = render(subset(500), df, rows, "val/top1", 3, FLOORS)
     assert "## Winner" not in text and "No overall winner" in text
     assert "| 30 | `t30` | 0.2000 | 0.0333 | 0.1500 | 0.1800 |" in text
     assert "| 100 | `t100` | 0.0800 | 0.0100 | 0.0600 | 0.0300 |" in text
-    # Beyond gender, per K: shown at 30 names (interval above 0), no data at 100.
+    # Beyond gender, per K: t30's own permutation test; no data at 100.
     assert "Source: US SSA (test)." in text
-    assert ("| 30 | `t30` | 0.1500 | n/a | 0.2000 [0.1500, 0.2500] | 0.0667 | "
-            "0.0500 [0.0100, 0.0900] | shown |") in text
-    assert "| 100 | `t100` | 0.0600 | n/a | n/a | nan | n/a | n/a |" in text
+    assert "| 30 | `t30` | 0.1500 | n/a | 0.2000 | 0.0667 | 0.0010 (shown) |" in text
+    assert "| 100 | `t100` | 0.0600 | n/a | nan | nan | n/a |" in text
