@@ -26,7 +26,9 @@ LFW = Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw-names" / "i
 # li: Li Peng, Li Zhaoxing; kim: 34 of 52 images are Korean men), and names the SSA lacks, each
 # one person (Vajpayee, Jiang Zemin, Koizumi, Megawati, Erdogan, Roh Moo-hyun, Saddam Hussein).
 # Birth years are those bearers'. Without it the gender control would call jean and ariel female,
-# and a model telling them from jennifer by the faces' gender would pass for name signal.
+# and a model telling them from jennifer by the faces' gender would pass for name signal. Being
+# read off the people the study scores, the rows are circular: each has basis=data, which every
+# report flags in its source line.
 DEMOGRAPHICS = Path(__file__).resolve().parent / "lfw_demographics.csv"
 
 

@@ -113,7 +113,7 @@ def cmd_demo_data(a: argparse.Namespace) -> int:
     images = a.images or (PRODUCTION_TOTAL if a.profile == "production" else 1200)
     names = 500 if a.profile == "production" else a.names
     index_dir = generate(Path(a.out), names=names, size=a.size, images=images, seed=a.seed,
-                         profile=a.profile)
+                         profile=a.profile, cue=a.cue, people_per_name=a.people)
     print(f"demo data ({a.profile}): {images} images of {names} names at {a.size}px -> "
           f"{index_dir}")
     return 0
@@ -222,6 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="production: the production set's 500 names and shape (top ten as in "
                         "the data card, 153 names > 1,000 images), scaled to --images")
     d.add_argument("--seed", type=int, default=0, help="same seed, byte-identical output")
+    d.add_argument("--people", type=int, default=5,
+                   help="people per name (default 5; the production profile sets its own)")
+    d.add_argument("--cue", choices=["name", "gender"], default="name",
+                   help="gender: faces carry their name's gender and nothing else (the names "
+                        "alternate male, female), to check that a report finds no name signal "
+                        "beyond gender")
     d.set_defaults(func=cmd_demo_data)
 
     m = sub.add_parser("manifest", help="index_<name>.json files -> Parquet manifest + report")

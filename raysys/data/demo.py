@@ -7,6 +7,10 @@ Each name carries noisy tendencies (skin tone, hair colour and length, eye colou
 background); each "person" under a name draws one consistent look from those tendencies; each
 image jitters pose and light around that look. A small ViT can therefore learn names above
 chance, but not trivially, and a person-disjoint split is meaningful.
+
+`cue="gender"` plants gender and nothing else: the names of one gender (FIRST_NAMES alternate
+male, female) share one set of tendencies, so a face says its name's gender but not which name
+of that gender. A report on such data must find no name signal beyond gender (issue 27).
 """
 
 from __future__ import annotations
@@ -162,10 +166,11 @@ def draw_face(look: Look, size: int, rng: np.random.Generator) -> Image.Image:
 
 
 def generate(out: Path, names: int = 12, size: int = 512, images: int = 1200, seed: int = 0,
-             people_per_name: int = 5, profile: str = "power-law") -> Path:
+             people_per_name: int = 5, profile: str = "power-law", cue: str = "name") -> Path:
     """Write the demo set under `out`; returns the index_files folder. Same seed, same bytes.
     profile "production": the production set's 500 names and shape at `images` (`names` and
-    `people_per_name` are then the profile's)."""
+    `people_per_name` are then the profile's). cue "gender": tendencies per gender, not per
+    name."""
     rng = np.random.default_rng(seed)
     index_dir = out / "index_files"
     index_dir.mkdir(parents=True, exist_ok=True)
@@ -174,15 +179,18 @@ def generate(out: Path, names: int = 12, size: int = 512, images: int = 1200, se
     else:
         name_ids, counts = name_list(names), power_law_counts(names, images)
         people = [people_per_name] * names
-    for name, count, k in zip(name_ids, counts, people, strict=True):
-        tendency = _name_tendency(rng)
+    # cue="gender": one set of tendencies per gender (male, female), drawn only then, so the
+    # default data stays byte-identical
+    by_gender = [_name_tendency(rng), _name_tendency(rng)] if cue == "gender" else []
+    for i, (name, count, k) in enumerate(zip(name_ids, counts, people, strict=True)):
+        tendency = _name_tendency(rng) if cue == "name" else by_gender[i % 2]
         looks = [_person_look(tendency, rng) for _ in range(k)]
         # Uneven people per name, as in real data where one person can own most of a name.
         owner = rng.choice(k, size=count, p=_dirichlet_shares(rng, k))
         paths = []
-        for i, p in enumerate(owner):
+        for j, p in enumerate(owner):
             person = f"{name}_person{p:02d}"
-            rel = f"../images/{person}/{person}_{i:04d}.jpg"
+            rel = f"../images/{person}/{person}_{j:04d}.jpg"
             (index_dir / rel).parent.mkdir(parents=True, exist_ok=True)
             buf = io.BytesIO()
             draw_face(looks[p], size, rng).save(buf, format="JPEG", quality=90)

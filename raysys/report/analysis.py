@@ -126,7 +126,7 @@ def within_name_gap(boot: ClusterBootstrap, seen: np.ndarray, preds: np.ndarray
     if not len(hits) or not ((np.bincount(groups, minlength=2 * boot.k + 2)
                               .reshape(-1, 2) > 0).all(axis=1)).any():
         return None
-    return boot.grouped(hits, groups, gap)
+    return boot.grouped(hits, groups, 2 * boot.k, gap)
 
 
 def confusion_with_other(labels: np.ndarray, preds: np.ndarray, top: int) -> np.ndarray:

@@ -24,7 +24,13 @@ from raysys.data.source import path_manifest
 from raysys.keyed_random import derived_seed
 from raysys.report import analysis, plots
 from raysys.report.controls import error_analysis, stratum_floor, within_chance, within_stratum
-from raysys.report.demographics import UNKNOWN, name_demographics, source_line, strata
+from raysys.report.demographics import (
+    UNKNOWN,
+    name_demographics,
+    source_line,
+    strata,
+    unisex,
+)
 from raysys.report.floors import compute_floors
 from raysys.report.history import (
     BY_EPOCH,
@@ -168,6 +174,7 @@ def build_report(run_dir: str, figures: bool | None = None, demographics: str | 
 
 
 METRICS = (("top1", False), ("balanced_acc", True))
+INTERVAL_WORK = 2e10
 
 
 def inference(cfg: Config, run_dir: str, history: list[dict], table: pd.DataFrame,
@@ -240,9 +247,15 @@ def selection_free(cfg: Config, matrix: np.ndarray, usable: np.ndarray, labels: 
     cf = cross_fitted(matrix, labels, usable, sides, balanced)
     if cf is None:
         return None
-    got = boot.cross_fitted(matrix, usable, sides, balanced, cf, references)
+    # The interval redoes every halving's choices in every resample: resamples x people x
+    # epochs x halvings. Past INTERVAL_WORK (about a minute on two cores; production's 9.5k
+    # val people x 30 epochs x 20 halvings would take 4) it redoes fewer halvings, which only
+    # widens it: one halving's own noise is in every draw.
+    inside = int(np.clip(INTERVAL_WORK // max(boot.n_boot * boot.c * int(usable.sum()), 1),
+                         2, len(sides)))
+    got = boot.cross_fitted(matrix, usable, sides[:inside], balanced, cf, references)
     chosen = np.array(cf["epochs"])
-    return {"metric": cfg.run.metric, "halvings": len(sides),
+    return {"metric": cfg.run.metric, "halvings": len(sides), "halvings_in_interval": inside,
             "epochs_chosen": [int(chosen.min()), int(np.median(chosen)), int(chosen.max())],
             "top1": got["top1"], "balanced_acc": got["balanced_acc"],
             "draws_sd": got["sd"], "vs": got.get("vs", {})}
@@ -284,6 +297,8 @@ def demographic_controls(cfg: Config, table: pd.DataFrame, arrays: dict,
                 epochs[0][epochs[1]][:, on], y, clusters[on], balanced).test(strata=st,
                                                                              seed=seed)
         out[by] = control
+    out["soft_gender"] = soft_gender(demo, labels, clusters, epochs, balanced, seed,
+                                     out["gender"].get("beyond"))
     if epochs is not None:
         sides = halves(clusters, labels, seed)[:, on]
         sf = selection_free(cfg, epochs[0][:, on], epochs[1], y, sides, boot, floors)
@@ -293,6 +308,28 @@ def demographic_controls(cfg: Config, table: pd.DataFrame, arrays: dict,
                                    demo["gender"].to_numpy(dtype=object),
                                    demo["birth_year"].to_numpy(float),
                                    derived_seed(seed, ERRORS_STREAM))
+    return out
+
+
+SOFT_CUT = 0.8
+
+
+def soft_gender(demo: pd.DataFrame, labels: np.ndarray, clusters: np.ndarray,
+                epochs: tuple | None, balanced: bool, seed: int, at_half: dict | None) -> dict:
+    """Gender is a name's majority (P(female) cut at 0.5); a unisex name's majority says little
+    about a face. The permutation test beyond gender again on the names whose P(female) is at
+    least SOFT_CUT from either side, and the names it leaves out."""
+    p = demo["p_female"].to_numpy(float)
+    sure = (np.maximum(p, 1 - p) >= SOFT_CUT) & (demo["source"] != UNKNOWN).to_numpy()
+    on = sure[labels]
+    out = {"cut": SOFT_CUT, "names": int(sure.sum()), "images": int(on.sum()),
+           "unisex": unisex(demo, SOFT_CUT),
+           "unknown": demo.loc[demo["source"] == UNKNOWN, "name"].tolist(),
+           "beyond_at_half": at_half}
+    if epochs is not None and epochs[1].any() and on.any():
+        out["beyond"] = PersonPermutation(epochs[0][epochs[1]][:, on], labels[on], clusters[on],
+                                          balanced).test(strata=strata(demo, "gender"),
+                                                         seed=seed)
     return out
 
 

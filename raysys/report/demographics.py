@@ -11,9 +11,12 @@ Its data files are read directly: the package's own API imports statsmodels for 
 report does not use.
 
 A user CSV (`name,p_female,birth_year`; data.demographics) overrides the SSA figures or adds
-names the SSA lacks (non-US names). A CSV that cannot be found (a run folder reported on another
-machine) is not applied, and the report's source line says so. A name in neither, or with
-fewer than MIN_BIRTHS SSA births, is unknown: reported as such, never guessed.
+names the SSA lacks (non-US names). An optional `basis` column says where a row's values come
+from; `data` marks values read off the data set's own people (LFW's Jean Chretien for "jean"):
+the report flags those as circular, since the people it scores set their name's stratum. A
+CSV that cannot be found (a run folder reported on another machine) is not applied, and the
+report's source line says so. A name in neither, or with fewer than MIN_BIRTHS SSA births, is
+unknown: reported as such, never guessed.
 
 The generation is the name's: the birth cohort of its living US bearers, not the age of the
 faces in the data (LFW's "colin" is Colin Powell, b. 1937, while most living Colins are young).
@@ -90,7 +93,7 @@ def name_demographics(names: list[str], user_csv: str = "") -> pd.DataFrame:
     ssa = _ssa(tuple(sorted(set(keys))))
     ssa = ssa[ssa["births"] >= MIN_BIRTHS]
     out = pd.DataFrame({"name": names, "p_female": np.nan, "birth_year": np.nan,
-                        "source": UNKNOWN})
+                        "source": UNKNOWN, "basis": ""})
     for i, key in enumerate(keys):
         if key in ssa.index:
             out.loc[i, ["p_female", "birth_year"]] = ssa.loc[key, ["p_female", "birth_year"]]
@@ -102,6 +105,7 @@ def name_demographics(names: list[str], user_csv: str = "") -> pd.DataFrame:
                 out.loc[i, ["p_female", "birth_year"]] = user.loc[key, ["p_female",
                                                                         "birth_year"]]
                 out.loc[i, "source"] = "user CSV"
+                out.loc[i, "basis"] = user.loc[key, "basis"]
     out["gender"] = np.where(out["p_female"].isna(), UNKNOWN,
                              np.where(out["p_female"] >= 0.5, "F", "M"))
     out["generation"] = [generation(y) if g != UNKNOWN else UNKNOWN
@@ -116,7 +120,9 @@ def read_user_csv(path: str) -> pd.DataFrame:
     if missing:
         raise ValueError(f"{path}: demographics CSV lacks column(s) {sorted(missing)}; it needs "
                          "name,p_female,birth_year (p_female in [0, 1], a birth year)")
-    df = df.assign(name=df["name"].astype(str).str.strip().str.lower(),
+    df = df.assign(basis=df["basis"].fillna("").astype(str).str.strip()
+                   if "basis" in df else "",
+                   name=df["name"].astype(str).str.strip().str.lower(),
                    p_female=pd.to_numeric(df["p_female"], errors="coerce"),
                    birth_year=pd.to_numeric(df["birth_year"], errors="coerce"))
     bad = df[~df["p_female"].between(0, 1) | ~df["birth_year"].between(1800, 2100)]
@@ -139,11 +145,22 @@ def source_line(demo: pd.DataFrame, user_csv: str = "") -> str:
         parts.append(f"user CSV {user_csv}: {counts['user CSV']} names")
     elif user_csv and not storage.exists(user_csv):
         parts.append(f"user CSV {user_csv} NOT FOUND (data.demographics): not applied")
+    circular = demo.loc[demo["basis"] == "data", "name"].tolist() if "basis" in demo else []
+    if circular:
+        parts.append(f"FLAGGED, circular: {len(circular)} override(s) read off the data set's "
+                     f"own people (basis=data): " + ", ".join(circular[:20]))
     unknown = demo.loc[demo["source"] == UNKNOWN, "name"].tolist()
     if unknown:
         parts.append(f"unknown ({len(unknown)}): " + ", ".join(unknown[:20])
                      + (" ..." if len(unknown) > 20 else ""))
     return "; ".join(parts)
+
+
+def unisex(demo: pd.DataFrame, cut: float = 0.8) -> list[str]:
+    """Names whose P(female) is between 1 - cut and cut: their majority gender is a weak
+    guess of a face's."""
+    p = demo["p_female"].to_numpy(float)
+    return demo.loc[(np.maximum(p, 1 - p) < cut) & ~np.isnan(p), "name"].tolist()
 
 
 def strata(demo: pd.DataFrame, by: str) -> np.ndarray:

@@ -4,15 +4,17 @@
   size-weighted), so whole people are resampled, within each name, so every name present in
   val stays present in every resample. Drawing n of a name's n people keeps only (n-1)/n of
   the between-person variance; Rao and Wu's rescaled bootstrap draws n-1 of n and weights each
-  draw n/(n-1), which keeps all of it (a name with one val person stays fixed: its variance
-  cannot be estimated from one person). Paired intervals resample the same people for the
-  model and a floor, so the difference's interval carries both errors and their correlation.
-- **BCa.** Accuracy over few people per name is skewed, and percentile intervals on skewed
-  draws miss on one side. Bias-corrected and accelerated endpoints (Efron 1987) use the draws'
-  median bias and a leave-one-person-out jackknife, computed in closed form: removing one
-  person changes only the recall of that person's names. 10,000 draws by default; every
-  interval carries the Monte Carlo SE of its endpoints (from 20 batches of the draws), and a
-  verdict needs its bound beyond 0 by twice that.
+  draw n/(n-1), which keeps all of it. Names with a single val person are pooled into one
+  stratum (their variance cannot be estimated within the name; held fixed they would add none),
+  so such a name can be missing from a resample, as from another draw of people. Paired
+  intervals resample the same people for the model and a floor, so the difference's interval
+  carries both errors and their correlation.
+- **Percentile endpoints, Monte Carlo error.** 10,000 draws by default; every interval carries
+  the Monte Carlo SE of its endpoints (from 20 batches of the draws), and a verdict needs its
+  bound beyond 0 by twice that. BCa was tried (a closed-form leave-one-person-out jackknife for
+  the acceleration): at LFW's shape it covered 75% where the percentile interval covered 91%
+  (benchmarks/calibration.py), because its bias correction reads the resampling's own shift
+  (names missing from a resample) as the estimator's bias.
 - **Cross-fitting.** The best epoch is chosen on val; reporting it on val is optimistic (a run
   that learned nothing lands above chance by picking its luckiest epoch). Val's people are
   split into two halves, name by name; each half is scored with the epoch chosen on the other,
@@ -27,12 +29,12 @@ one class for top-1 and each image in its name's class for balanced accuracy.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
-from scipy.stats import norm
 
 from raysys.keyed_random import derived_seed
 
@@ -95,29 +97,14 @@ class Interval:
         return f"{self.estimate:.4f} [{self.lo:.4f}, {self.hi:.4f}]"
 
 
-def acceleration(loo: np.ndarray | None) -> float:
-    """BCa's acceleration from leave-one-out estimates (the jackknife's skewness)."""
-    if loo is None:
-        return 0.0
-    d = loo[np.isfinite(loo)]
-    d = d.mean() - d if len(d) else d
-    den = 6 * float(np.sum(d**2)) ** 1.5
-    return float(np.sum(d**3)) / den if den > 0 else 0.0
-
-
-def bca(estimate: float, draws: np.ndarray, loo: np.ndarray | None = None) -> Interval:
-    """The BCa interval of `estimate` from its bootstrap draws and its leave-one-out
-    estimates (None: acceleration 0, the bias-corrected percentile interval), with the
-    endpoints' Monte Carlo SE."""
+def from_draws(estimate: float, draws: np.ndarray) -> Interval:
+    """The 95% percentile interval of `estimate` from its bootstrap draws, with the endpoints'
+    Monte Carlo SE."""
     d = np.asarray(draws, float)
     d = d[np.isfinite(d)]
     if not len(d) or estimate != estimate:
         return Interval(float(estimate), float("nan"), float("nan"))
-    below = (np.sum(d < estimate) + 0.5 * np.sum(d == estimate)) / len(d)
-    z0 = norm.ppf(np.clip(below, 1 / (len(d) + 1), len(d) / (len(d) + 1)))
-    a = acceleration(loo)
-    z = norm.ppf([(1 - LEVEL) / 2, (1 + LEVEL) / 2])
-    levels = norm.cdf(z0 + (z0 + z) / (1 - a * (z0 + z)))
+    levels = [(1 - LEVEL) / 2, (1 + LEVEL) / 2]
     lo, hi = np.quantile(d, levels)
     batches = min(MC_BATCHES, len(d) // 50)  # an endpoint of fewer than 50 draws says little
     mc_se = 0.0
@@ -130,12 +117,13 @@ def bca(estimate: float, draws: np.ndarray, loo: np.ndarray | None = None) -> In
 def _score(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     """(..., b, classes) hits and (b, classes) images per resample -> (..., b): the mean of
     hits/images over the classes present."""
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a resample with no image: NaN
         return np.nanmean(np.where(den > 0, num / den, np.nan), axis=-1)
 
 
 class ClusterBootstrap:
-    """BCa intervals from `n_boot` Rao-Wu resamples of whole clusters within each name. The
+    """Percentile intervals from `n_boot` Rao-Wu resamples of whole clusters within each name. The
     draws are seeded, so every statistic and difference of one instance sees the same
     resamples."""
 
@@ -149,13 +137,18 @@ class ClusterBootstrap:
         _, self.label_inv = np.unique(labels, return_inverse=True)
         self.k = int(self.label_inv.max()) + 1 if len(labels) else 0
         self.name = cluster_names(self.inv, self.label_inv) if len(labels) else np.zeros(0, int)
-        self.order = np.argsort(self.name, kind="stable")  # clusters grouped by name
-        sizes = np.bincount(self.name, minlength=max(self.k, 1))
+        # The resampling strata: each name, except that the names with a single val person
+        # are pooled into one stratum ("collapsed strata"): one person's variance cannot be
+        # estimated within its name, and held fixed it would count as none.
+        single = np.bincount(self.name, minlength=max(self.k, 1))[self.name] == 1
+        stratum = np.where(single, max(self.k, 1), self.name)
+        self.order = np.argsort(stratum, kind="stable")  # clusters grouped by stratum
+        sizes = np.bincount(stratum, minlength=max(self.k, 1) + 1)
         starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        self.slot_start = starts[self.name[self.order]]
-        self.slot_size = sizes[self.name[self.order]]
-        # Rao-Wu: a name's n clusters get n-1 draws (every slot but its first), each worth
-        # n/(n-1); a name with one cluster is not drawn and keeps weight 1.
+        self.slot_start = starts[stratum[self.order]]
+        self.slot_size = sizes[stratum[self.order]]
+        # Rao-Wu: a stratum's n clusters get n-1 draws (every slot but its first), each worth
+        # n/(n-1); a stratum of one cluster is not drawn and keeps weight 1.
         self.drawn = np.arange(self.c) > self.slot_start
         self.fixed = np.zeros(self.c)
         self.fixed[self.order[self.slot_size == 1]] = 1.0
@@ -164,13 +157,14 @@ class ClusterBootstrap:
                                           / np.maximum(self.slot_size - 1, 1), 1.0)
         self._images = {}
 
-    def _weights(self) -> Iterator[np.ndarray]:
+    def _weights(self, chunk: int | None = None) -> Iterator[np.ndarray]:
         """(chunk, clusters) weights of successive resamples. Chunked: 10,000 x 87k clusters
-        at once would be 7 GB."""
+        at once would be 7 GB; any chunking gives the same resamples."""
         rng = np.random.default_rng(self.seed)
         start, size = self.slot_start[self.drawn], self.slot_size[self.drawn]
-        for first in range(0, self.n_boot, self.chunk):
-            b = min(self.chunk, self.n_boot - first)
+        chunk = chunk or self.chunk
+        for first in range(0, self.n_boot, chunk):
+            b = min(chunk, self.n_boot - first)
             pick = start + np.floor(rng.random((b, len(start))) * size).astype(np.int64)
             flat = (np.arange(b)[:, None] * self.c + self.order[pick]).ravel()
             counts = np.bincount(flat, minlength=b * self.c).reshape(b, self.c)
@@ -213,49 +207,28 @@ class ClusterBootstrap:
             out.append(np.stack([_score(self._sum(w, m), den) for m in mats]))
         return np.concatenate(out, axis=1)
 
-    def leave_one_out(self, hits: np.ndarray, balanced: bool) -> np.ndarray:
-        """(clusters,): the accuracy with each cluster left out, in closed form: only the
-        recall of the left-out cluster's classes changes (a class it alone holds drops)."""
-        images = self._images_matrix(balanced).tocoo()
-        h = np.asarray(self._matrix(np.asarray(hits, float), balanced)
-                       .tocsr()[images.row, images.col]).ravel()
-        n_k = np.bincount(images.col, images.data, minlength=images.shape[1])
-        h_k = np.bincount(images.col, h, minlength=images.shape[1])
-        present = n_k > 0
-        recall = np.where(present, h_k / np.maximum(n_k, 1), 0.0)
-        rest = n_k[images.col] - images.data
-        keep = rest > 0
-        change = np.where(keep, (h_k[images.col] - h) / np.maximum(rest, 1), 0.0) \
-            - recall[images.col]
-        delta = np.bincount(images.row, change, minlength=self.c)
-        dropped = np.bincount(images.row, ~keep, minlength=self.c)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return (recall[present].sum() + delta) / (present.sum() - dropped)
-
     def interval(self, preds: np.ndarray, balanced: bool) -> Interval:
-        hits = preds == self.labels
-        return bca(accuracy(self.labels, preds, balanced), self.draws([hits], balanced)[0],
-                   self.leave_one_out(hits, balanced))
+        return from_draws(accuracy(self.labels, preds, balanced),
+                          self.draws([preds == self.labels], balanced)[0])
 
     def paired(self, preds: np.ndarray, reference: np.ndarray, balanced: bool) -> Interval:
         """The model's accuracy minus a reference's (a floor's predictions on the same
         images), with both resampled together."""
-        hits, ref = preds == self.labels, reference == self.labels
-        a, b = self.draws([hits, ref], balanced)
-        return bca(accuracy(self.labels, preds, balanced)
-                   - accuracy(self.labels, reference, balanced), a - b,
-                   self.leave_one_out(hits, balanced) - self.leave_one_out(ref, balanced))
+        a, b = self.draws([preds == self.labels, reference == self.labels], balanced)
+        return from_draws(accuracy(self.labels, preds, balanced)
+                          - accuracy(self.labels, reference, balanced), a - b)
 
-    def grouped(self, hits: np.ndarray, groups: np.ndarray,
+    def grouped(self, hits: np.ndarray, groups: np.ndarray, n_groups: int,
                 stat: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Interval:
         """The interval of a statistic of hits and images summed per group (`groups`: a code
-        per image), `stat((b, groups) hits, (b, groups) images) -> (b,)`; no acceleration."""
-        shape = (self.c, int(groups.max()) + 1 if len(groups) else 1)
+        per image, below n_groups), `stat((b, n_groups) hits, (b, n_groups) images) -> (b,)`;
+        percentile."""
+        shape = (self.c, n_groups)
         h = sparse.csr_matrix((np.asarray(hits, float), (self.inv, groups)), shape=shape)
         n = sparse.csr_matrix((np.ones(len(groups)), (self.inv, groups)), shape=shape)
         estimate = float(stat(np.asarray(h.sum(axis=0)), np.asarray(n.sum(axis=0)))[0])
         draws = np.concatenate([stat(self._sum(w, h), self._sum(w, n)) for w in self._weights()])
-        return bca(estimate, draws)
+        return from_draws(estimate, draws)
 
     def cross_fitted_draws(self, preds_by_epoch: np.ndarray, usable: np.ndarray,
                            sides: np.ndarray, select_balanced: bool) -> dict[bool, np.ndarray]:
@@ -273,7 +246,10 @@ class ClusterBootstrap:
         mats = {bal: self._stacked(hits, bal) for bal in (False, True)}
         dens = {bal: self._images_matrix(bal) for bal in mats}
         draws: dict[bool, list[np.ndarray]] = {False: [], True: []}
-        for w in self._weights():
+        # a resample holds several (epochs x names) sums: a sweep's 600 candidates x 500 names
+        # are 300k per resample
+        chunk = max(1, min(self.chunk, CHUNK_CELLS // max(e * max(self.k, 1), 1)))
+        for w in self._weights(chunk):
             b = w.shape[0]
             rows = np.arange(b)
             total = {bal: self._sum(w, mats[bal]).reshape(b, e, -1) for bal in mats}
@@ -289,7 +265,10 @@ class ClusterBootstrap:
                 for h in (0, 1):  # the epoch each half picks, per resample (later on a tie)
                     sb = select_balanced
                     scores = _score(sums[sb][h].transpose(1, 0, 2), den[sb][h])  # (e, b)
-                    chosen.append(e - 1 - np.nanargmax(scores[::-1], axis=0))
+                    # a half a resample left empty (its people all undrawn) scores nothing:
+                    # it picks the last epoch, and has no images to be scored on
+                    scores = np.where(np.isnan(scores), -np.inf, scores)
+                    chosen.append(e - 1 - np.argmax(scores[::-1], axis=0))
                 for bal in mats:  # half 1 by half 0's choice, half 0 by half 1's
                     num = sums[bal][1][rows, chosen[0]] + sums[bal][0][rows, chosen[1]]
                     acc[bal] += _score(num, den_total[bal])
@@ -300,21 +279,17 @@ class ClusterBootstrap:
     def cross_fitted(self, preds_by_epoch: np.ndarray, usable: np.ndarray, sides: np.ndarray,
                      select_balanced: bool, point: dict, references: dict | None = None
                      ) -> dict:
-        """BCa intervals of the cross-fitted estimate (`point`, from cross_fitted()), top-1
-        and balanced accuracy, and of its difference from each reference (a floor's
-        predictions on the same images, resampled with it). The acceleration comes from the
-        leave-one-out of the cross-fitted predictions with their epochs held."""
+        """Intervals of the cross-fitted estimate (`point`, from cross_fitted()), top-1 and
+        balanced accuracy, and of its difference from each reference (a floor's predictions
+        on the same images, resampled with it); "sd": the balanced draws' SD."""
         d = self.cross_fitted_draws(preds_by_epoch, usable, sides, select_balanced)
-        preds = point["preds"]
         out: dict = {"sd": float(np.nanstd(d[True]))}
         for m, bal in (("top1", False), ("balanced_acc", True)):
-            loo = np.mean([self.leave_one_out(p == self.labels, bal) for p in preds], axis=0)
-            out[m] = bca(point[m], d[bal], loo)
+            out[m] = from_draws(point[m], d[bal])
             for name, ref in (references or {}).items():
-                hits = ref == self.labels
-                out.setdefault("vs", {}).setdefault(name, {})[m] = bca(
+                out.setdefault("vs", {}).setdefault(name, {})[m] = from_draws(
                     point[m] - accuracy(self.labels, ref, bal),
-                    d[bal] - self.draws([hits], bal)[0], loo - self.leave_one_out(hits, bal))
+                    d[bal] - self.draws([ref == self.labels], bal)[0])
         return out
 
 

@@ -26,7 +26,8 @@ from raysys.report.intervals import cluster_names
 N_PERMUTATIONS = 10_000
 ALPHA = 0.05
 PERMUTATION_STREAM = 4  # derived_seed stream
-CHUNK_CELLS = 4_000_000  # permutations x people x epochs counted at once
+LOOKUP_CELLS = 50_000_000  # people x names of the dense (person, name) table
+CHUNK_CELLS = 4_000_000  # permutations x people (x names, balanced) held at once
 
 
 class PersonPermutation:
@@ -48,22 +49,35 @@ class PersonPermutation:
         epoch = np.repeat(np.arange(self.e), len(labels))
         self.counts = np.bincount(pair * self.e + epoch, minlength=len(self.pairs) * self.e
                                   ).reshape(len(self.pairs), self.e).astype(float)
+        # (person, name) -> its pair, or -1: a table where it fits (500 names x 10k people:
+        # 20 MB), else a binary search per lookup
+        self.table = None
+        if self.c * self.k <= LOOKUP_CELLS:
+            self.table = np.full(self.c * self.k, -1, np.int64)
+            self.table[self.pairs] = np.arange(len(self.pairs))
 
     def scores(self, names: np.ndarray) -> np.ndarray:
-        """(b, epochs): each epoch's accuracy with person i under names[:, i]."""
+        """(b, epochs): each epoch's accuracy with person i under names[:, i]. Only the people
+        some epoch predicted their dealt name for contribute hits (few of them: a person's
+        predictions name few names), so those alone are gathered."""
         b = len(names)
         q = np.arange(self.c)[None, :] * self.k + names
-        at = np.minimum(np.searchsorted(self.pairs, q), len(self.pairs) - 1)
-        hits = self.counts[at] * (self.pairs[at] == q)[..., None]  # (b, c, e)
+        if self.table is not None:
+            at = self.table[q]
+            rows, cols = np.nonzero(at >= 0)
+        else:
+            at = np.minimum(np.searchsorted(self.pairs, q), len(self.pairs) - 1)
+            rows, cols = np.nonzero(self.pairs[at] == q)
+        hits = self.counts[at[rows, cols]]  # (found, e)
         if not self.balanced:
-            return hits.sum(axis=1) / self.images.sum()
-        group = (np.arange(b)[:, None] * self.k + names).ravel()
-        per_name = np.stack([np.bincount(group, hits[..., j].ravel(), minlength=b * self.k)
-                             for j in range(self.e)], axis=1).reshape(b, self.k, self.e)
-        n = np.bincount(group, np.tile(self.images, b), minlength=b * self.k).reshape(b, self.k)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            recall = np.where(n[..., None] > 0, per_name / n[..., None], np.nan)
-        return np.nanmean(recall, axis=1)
+            return np.stack([np.bincount(rows, hits[:, j], minlength=b)
+                             for j in range(self.e)], axis=1) / self.images.sum()
+        # balanced: each hit weighs 1 / (its name's images x the names present), summed
+        n = np.bincount((np.arange(b)[:, None] * self.k + names).ravel(),
+                        np.tile(self.images, b), minlength=b * self.k).reshape(b, self.k)
+        weight = 1.0 / (n[rows, names[rows, cols]] * (n > 0).sum(axis=1)[rows])
+        return np.stack([np.bincount(rows, hits[:, j] * weight, minlength=b)
+                         for j in range(self.e)], axis=1)
 
     def test(self, strata: np.ndarray | None = None, permutations: int = N_PERMUTATIONS,
              seed: int = 0) -> dict:
@@ -72,17 +86,15 @@ class PersonPermutation:
         observed = float(self.scores(self.name[None, :]).max())
         codes = np.zeros(self.k, np.int64) if strata is None else \
             np.unique(np.asarray(strata), return_inverse=True)[1]
-        stratum = codes[self.name].astype(float)
-        base = np.argsort(stratum, kind="stable")
+        blocks = [np.flatnonzero(codes[self.name] == s) for s in np.unique(codes[self.name])]
         rng = np.random.default_rng(derived_seed(seed, PERMUTATION_STREAM))
-        chunk = max(1, CHUNK_CELLS // max(self.c * self.e, 1))
+        chunk = max(1, CHUNK_CELLS // max(self.c, self.k))
         null = []
         for first in range(0, permutations, chunk):
             b = min(chunk, permutations - first)
-            # names shuffled within each stratum: sort people by stratum + a uniform draw
-            order = np.argsort(stratum[None, :] + rng.random((b, self.c)) * 0.5, axis=1)
             names = np.empty((b, self.c), np.int64)
-            np.put_along_axis(names, order, self.name[base][None, :], axis=1)
+            for people in blocks:  # names shuffled among the people of each stratum
+                names[:, people] = rng.permuted(np.tile(self.name[people], (b, 1)), axis=1)
             null.append(self.scores(names).max(axis=1))
         null = np.concatenate(null)
         p = (1 + int(np.sum(null >= observed - 1e-12))) / (1 + permutations)

@@ -296,9 +296,10 @@ def inference_lines(inf: dict, best: dict) -> list[str]:
     sf = inf.get("selection_free")
     mc = max([iv.mc_se for iv in _intervals(inf)] or [0.0])
     lines = ["", "## Intervals: selected on val, selection-free, and against the floors", "",
-             f"95% BCa intervals from {c.get('draws', 1000):,} Rao-Wu resamples of whole people "
-             f"within each name ({c['people']} people; {c['clusters'] - c['people']} val "
-             f"images without a person id count as their own cluster; {c['images']} images); "
+             f"95% percentile intervals from {c.get('draws', 1000):,} Rao-Wu resamples of whole "
+             f"people within each name, the names with one val person pooled ({c['people']} "
+             f"people; {c['clusters'] - c['people']} val images without a person id count as "
+             f"their own cluster; {c['images']} images); "
              f"the endpoints' Monte Carlo SE is at most {mc:.4f}, and a verdict needs its "
              "bound beyond 0 by twice that. Paired rows resample the same people for the model "
              "and the floor. Verdicts read the selection-free rows only: the selected epoch "
@@ -315,7 +316,9 @@ def inference_lines(inf: dict, best: dict) -> list[str]:
         lines.append(f"| this model, **selection-free** (mean over {sf['halvings']} halvings of "
                      f"val's people, name by name; each half scored by the epoch chosen on the "
                      f"other by `{sf['metric']}`: epochs {lo}-{hi}, median {mid}, from "
-                     f"{sf['covers']}; the interval redoes every choice in each resample) | "
+                     f"{sf['covers']}; the interval redoes every choice of "
+                     f"{sf.get('halvings_in_interval', sf['halvings'])} halvings in each "
+                     "resample) | "
                      f"{sf['top1']} | {sf['balanced_acc']} |")
     for name, diff in inf["vs"].items():
         lines.append(f"| this model - {name} (selection-free, paired) | {diff['top1']} | "
@@ -416,6 +419,7 @@ def demographic_lines(inf: dict) -> list[str]:
             "not decided (no val predictions by epoch)." if not b else
             f"p = {b['p']:.4f} (Monte Carlo SE {b['mc_se']:.4f}): "
             + ("**shown**." if b["shown"] else "none that can be shown.")))
+    lines += soft_gender_lines(inf.get("soft_gender"))
     e = inf.get("errors", {})
     if "same_gender" in e:
         lo, hi = e["same_gender_chance_range"]
@@ -428,6 +432,23 @@ def demographic_lines(inf: dict) -> list[str]:
                      f"{e['year_gap']:.1f} years on average (dealt at random: "
                      f"{e['year_gap_chance']:.1f}, 95% {ylo:.1f}-{yhi:.1f}).")
     return lines
+
+
+def soft_gender_lines(sg: dict | None) -> list[str]:
+    """The beyond-gender test with unisex names left out, and which names those are."""
+    if not sg:
+        return []
+    half, sure = sg.get("beyond_at_half"), sg.get("beyond")
+    line = ("- Soft gender: with gender cut at P(female) 0.5 (every name with data) p = "
+            + (f"{half['p']:.4f}" if half else "n/a") + f"; cut at {sg['cut']:g} (the "
+            f"{sg['names']} names at least that sure, {sg['images']} val images) p = "
+            + (f"{sure['p']:.4f} ({'shown' if sure['shown'] else 'none shown'})" if sure
+               else "n/a") + ". ")
+    line += (f"Unisex names (P(female) between {1 - sg['cut']:.1f} and {sg['cut']:g}, left "
+             f"out at that cut): {', '.join(sg['unisex']) or 'none'}. Names without data: "
+             f"{', '.join(sg['unknown'][:30]) or 'none'}" + (" ..." if len(sg["unknown"]) > 30
+                                                              else "") + ".")
+    return [line]
 
 
 def leakage_verdict(gap: float, baseline_gap: float, within: Interval | None = None

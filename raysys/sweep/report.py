@@ -12,9 +12,11 @@ import pandas as pd
 from raysys import storage
 from raysys.config import Config
 from raysys.report import plots
-from raysys.report.build import build_report
+from raysys.report.build import build_report, inference_json
 from raysys.report.history import STATUSES, best_entry, read_history, run_status
+from raysys.report.intervals import Interval
 from raysys.report.summary import CV_NOTE, REL_CV_TARGET, TARGETS, criteria_table
+from raysys.sweep.selection import sweep_inference
 
 
 def trial_rows(results, sweep_dir: str, max_t: int, metric: str) -> tuple[list[dict], dict]:
@@ -108,13 +110,15 @@ def params_label(row: dict) -> str:
     return ", ".join(f"{k[6:]}={v}" for k, v in row.items() if k.startswith("param:"))
 
 
-def sweep_criteria(df: pd.DataFrame, metric: str, floors: dict | None = None) -> list[tuple]:
-    """The seed's targets over the trials each applies to; n/a with the reason elsewhere. A
-    claim about a winner chosen among several trials on the same val is not decided here: each
-    trial's own report reads its selection-free numbers, but the choice of the trial is not
-    inside them (only one trial at a number of names makes its verdicts the sweep's)."""
+def sweep_criteria(df: pd.DataFrame, metric: str, floors: dict | None = None,
+                   sweep_level: dict | None = None) -> list[tuple]:
+    """The seed's targets over the trials each applies to; n/a with the reason elsewhere.
+    Where one trial ran at a number of names, its own selection-free verdicts are the sweep's;
+    where several competed on the same val, the sweep-level ones (`sweep_level`, by number of
+    names, from selection.py: trial and epoch chosen together inside), or none."""
     ok = df[df["status"] != "error"].dropna(subset=["best_val_top1"]) \
         if "best_val_top1" in df else df.iloc[:0]
+    level = sweep_level or {}
     rows = []
     for label, k, threshold in TARGETS:
         pick = ok[ok["num_classes"] == k] if not ok.empty else ok
@@ -123,28 +127,34 @@ def sweep_criteria(df: pd.DataFrame, metric: str, floors: dict | None = None) ->
             rows.append((label, f"n/a: no trial with {k} names (trials have {have})", "-", None))
             continue
         b = pick.loc[pick["best_val_top1"].idxmax()]
+        free, claim = _free(b, "free_top1", level.get(k, {}).get("top1"), len(pick))
         rows.append((label, f"selected {b['best_val_top1']:.4f} (trial {b['trial_id']}); "
-                     f"selection-free {interval_text(b, 'free_top1')}",
-                     f"{threshold:g}", _trial_claim(len(pick), _clears(b, "free_top1",
-                                                                        threshold))))
+                     f"selection-free {free}", f"{threshold:g}", claim(threshold)))
     winners = best_per_k(ok, metric) if not ok.empty else []
     for k, w in winners:
-        n = int((ok["num_classes"] == k).sum())
+        n, at = int((ok["num_classes"] == k).sum()), level.get(k, {})
         who = "winner" if len(winners) == 1 else f"best at {k} names:"
         whose = "winner's" if len(winners) == 1 else who
+        free, claim = _free(w, "free_top1", at.get("top1"), n)
         rows.append((f"{who} beats the best chance guess",
-                     f"selection-free top-1 {interval_text(w, 'free_top1')} (trial "
-                     f"{w['trial_id']})", f"{w['chance_best_guess']:.4f}",
-                     _trial_claim(n, _clears(w, "free_top1", w["chance_best_guess"]))))
-        p = w.get("signal_p", float("nan"))
+                     f"selection-free top-1 {free}; winner trial {w['trial_id']}",
+                     f"{w['chance_best_guess']:.4f}", claim(w["chance_best_guess"])))
+        if n == 1:
+            p = w.get("signal_p", float("nan"))
+            signal = (p, bool(w["signal_shown"])) if p == p else (p, None)
+        else:
+            test = at.get("signal")
+            signal = (test["p"], test["shown"]) if test else (float("nan"), None)
         rows.append((f"{whose} balanced accuracy beats chance (any name signal)",
-                     f"permutation p = {p:.4f} (trial {w['trial_id']})" if p == p else "n/a",
-                     "names dealt at random to val's people",
-                     _trial_claim(n, bool(w["signal_shown"]) if p == p else None)))
+                     f"permutation p = {signal[0]:.4f}" + (f" (trial {w['trial_id']})" if n == 1
+                                                           else f" (best of {n} trials)")
+                     if signal[0] == signal[0] else "n/a",
+                     "names dealt at random to val's people", signal[1]))
+        free, claim = _free(w, "pixel_diff", at.get("pixel_diff"), n)
         rows.append((f"{whose} balanced accuracy beats the pixel-linear floor",
-                     f"difference {interval_text(w, 'pixel_diff')} (selection-free, paired)",
+                     f"difference {free} (selection-free, paired)",
                      f"{w.get('floor_pixel_balanced', float('nan')):.4f} at {k} names",
-                     _trial_claim(n, _clears(w, "pixel_diff", 0.0))))
+                     claim(0.0)))
         rows.append((f"{whose} relative prediction CV < {REL_CV_TARGET}",
                      f"{w['rel_pred_cv']:.3f} (seed's CV {w['pred_cv']:.3f}, "
                      f"true {w['true_cv']:.3f})",
@@ -155,16 +165,44 @@ def sweep_criteria(df: pd.DataFrame, metric: str, floors: dict | None = None) ->
     return rows
 
 
-def _clears(w: pd.Series | dict, key: str, ref: float) -> bool | None:
-    """Whether the selection-free lower bound clears `ref` by twice its Monte Carlo SE; None
-    without one."""
-    lo = w.get(f"{key}_lo", float("nan"))
-    return None if lo != lo else bool(lo - ref > 2 * w.get(f"{key}_mc", 0.0))
+def _free(w: pd.Series | dict, key: str, sweep: Interval | None, trials: int):
+    """(the selection-free interval as text, whether its lower bound clears a reference by
+    twice its Monte Carlo SE): the trial's own where it ran alone, else the sweep-level one
+    (trial chosen inside), else undecided."""
+    if trials == 1:
+        lo = w.get(f"{key}_lo", float("nan"))
+        if lo != lo:
+            return "n/a", lambda ref: None
+        return (interval_text(w, key),
+                lambda ref: bool(lo - ref > 2 * w.get(f"{key}_mc", 0.0)))
+    if sweep is None:
+        return (f"n/a with {trials} trials (no sweep-level estimate)", lambda ref: None)
+    return (f"{sweep} (best of {trials} trials, chosen inside)",
+            lambda ref: bool(sweep.lo - ref > 2 * sweep.mc_se))
 
 
-def _trial_claim(trials: int, verdict: bool | None) -> bool | None:
-    """A trial's own verdict is the sweep's only where no other trial competed with it."""
-    return verdict if trials == 1 else None
+def sweep_level_lines(level: dict) -> list[str]:
+    """The sweep-level estimates per number of names with several trials."""
+    if not level:
+        return []
+    lines = ["## Sweep level: trial and epoch chosen together", "",
+             "Each trial's own selection-free figures redo only its epoch choice; the winner was "
+             "also chosen among the trials on the same val. Here every (trial, epoch) is one "
+             "candidate: each half of val's people is scored by the candidate best on the "
+             "other half (mean over the halvings, every choice redone in each resample), and "
+             "the permutation tests take the best candidate.", "",
+             "| names | trials | candidates | draws | selection-free top-1 | balanced | "
+             "- pixel floor (paired) | any name signal: p | beyond gender: p |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for k, d in sorted(level.items()):
+        sig, bg = d.get("signal"), d.get("beyond_gender")
+        lines.append(f"| {k} | {d['trials']} | {d['candidates']} | {d['draws']:,} | "
+                     f"{d.get('top1', 'n/a')} | {d.get('balanced_acc', 'n/a')} | "
+                     f"{d.get('pixel_diff', 'n/a')} | "
+                     + (f"{sig['p']:.4f}" if sig else "n/a") + " | "
+                     + (f"{bg['p']:.4f} ({'shown' if bg['shown'] else 'none shown'})"
+                        if bg else "n/a") + " |")
+    return lines + [""]
 
 
 def plot_curves(rows: list[dict], histories: dict, metric: str) -> bytes:
@@ -174,8 +212,8 @@ def plot_curves(rows: list[dict], histories: dict, metric: str) -> bytes:
                                for r in rows if histories.get(r["trial_id"])], metric)
 
 
-def render(exp, df: pd.DataFrame, rows: list[dict], metric: str, max_t: int, floors: dict
-           ) -> str:
+def render(exp, df: pd.DataFrame, rows: list[dict], metric: str, max_t: int, floors: dict,
+           sweep_level: dict | None = None) -> str:
     ok = df[df["status"] != "error"].dropna(subset=[metric]) if metric in df else df.iloc[:0]
     px, meta = floors["pixel_linear"], floors["metadata_probe"]
     lines = [f"# Sweep {exp.name}: {exp.title}", "",
@@ -183,7 +221,8 @@ def render(exp, df: pd.DataFrame, rows: list[dict], metric: str, max_t: int, flo
              "(\"stopped early\": by ASHA): " +
              ", ".join(f"{s} {int((df['status'] == s).sum())}" for s in STATUSES
                        if s != "running"), "",
-             "## Success criteria", "", *criteria_table(sweep_criteria(df, metric, floors)), "",
+             "## Success criteria", "",
+             *criteria_table(sweep_criteria(df, metric, floors, sweep_level)), "",
              CV_NOTE, "", "## Chance and the floors (val, all names of the base config)", "",
              "| reference | top-1 | balanced accuracy |", "|---|---|---|",
              f"| chance: uniform (1/K) | {floors['chance']['uniform']:.4f} | "
@@ -204,6 +243,7 @@ def render(exp, df: pd.DataFrame, rows: list[dict], metric: str, max_t: int, flo
                   f"{w['chance_uniform']:.4f} | {w['balanced_acc']:.4f} | "
                   f"{w.get('floor_pixel_balanced', float('nan')):.4f} |" for k, w in winners]
         lines.append("")
+    lines += sweep_level_lines(sweep_level or {})
     lines += beyond_lines(winners)
     if len(winners) == 1:
         (_, w), = winners
@@ -261,9 +301,18 @@ def write_report(exp, results, sweep_dir: str, *, metric: str, max_t: int, floor
             build_report(run_dir)
     rows, histories = trial_rows(results, sweep_dir, max_t, metric)
     df = pd.DataFrame(rows)
+    level = {}
+    for k, group in df[df["status"] != "error"].groupby("num_classes") if "num_classes" in df \
+            else []:
+        got = sweep_inference([storage.join(sweep_dir, "runs", t) for t in group["trial_id"]],
+                              metric)
+        if got is not None:
+            level[int(k)] = got
+    storage.write_json(storage.join(sweep_dir, "inference.json"),
+                       {str(k): inference_json({"inference": v}) for k, v in level.items()})
     storage.write_text(storage.join(sweep_dir, "trials.csv"), df.to_csv(index=False))
     storage.write_bytes(storage.join(sweep_dir, "curves.png"),
                         plot_curves(rows, histories, metric))
     path = storage.join(sweep_dir, "summary.md")
-    storage.write_text(path, render(exp, df, rows, metric, max_t, floors))
+    storage.write_text(path, render(exp, df, rows, metric, max_t, floors, level))
     return path

@@ -185,6 +185,9 @@ def test_leakage_is_read_within_names_a_constant_guess_and_equal_recall_show_not
     knows = np.where(seen & (rng.random(len(labels)) < 0.5), labels, equal)
     assert analysis.within_name_gap(boot, seen, knows).verdict() == "above"
     assert analysis.within_name_gap(boot, np.zeros(len(labels), bool), knows) is None
+    # the last name with no seen image: the seen/unseen columns still pair up
+    last = seen & (labels != k - 1)
+    assert analysis.within_name_gap(boot, last, knows).verdict() == "above"
 def test_val_images_without_a_person_are_neither_seen_nor_unseen():
     """Some train images lack a group too: an ungrouped val image must not match them."""
     labels, preds = np.zeros(4, int), np.zeros(4, int)

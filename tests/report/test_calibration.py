@@ -1,63 +1,45 @@
-"""The verdicts' error rates, by simulation through the report's own code (issue 27): under the
-null with per-person effects that persist across epochs, the permutation tests claim signal
-in at most 5% of runs (plus two Monte Carlo SEs); a model that knows only gender is "any name
-signal" but not "beyond gender"; an effect that doubles chance is found."""
+"""The verdicts' error rates, by simulation through the report's own code (issue 27): the fast
+version of `python benchmarks/calibration.py` (its full run writes benchmarks/CALIBRATION.md).
+Under the null, with per-person effects that persist across epochs and the selection inside,
+no verdict claims signal in more than 5% of runs (plus two Monte Carlo SEs); a model that knows
+only gender is signal but not name signal beyond gender; an effect of 2x chance is found."""
 
 import numpy as np
 
-from raysys.report.permutation import PersonPermutation
+from benchmarks.calibration import LFW, ROWS, mc, run
 
-K, PEOPLE, EPOCHS, RUNS, PERMS = 20, 120, 30, 200, 200
-GENDER = np.arange(K) % 2
-LIMIT = 0.05 + 2 * np.sqrt(0.05 * 0.95 / RUNS)  # 5% plus two Monte Carlo SEs
+K = LFW.names
 
 
-def _val(rng):
-    person = np.repeat(np.arange(PEOPLE), rng.integers(1, 12, PEOPLE))  # 1-11 images each
-    name = rng.integers(0, K, PEOPLE)
-    return person, name[person]
+def test_every_verdict_holds_its_false_positive_rate_at_lfw_shape():
+    (label, got), = run(quick=True).items()
+    runs, rates = got["plan"]["runs"], got["rates"]
+    for key, kind, what in ROWS:
+        if kind == "fpr":
+            assert rates[key] <= 0.05 + 2 * mc(0.05, runs), (what, rates[key])
+    assert rates["any: 2x chance"] >= 0.4 and rates["beyond gender: 2x chance"] >= 0.25
+    assert rates["selection-free covers"] >= 0.9
+    # Below the 93% target at this shape (CALIBRATION.md says so): a guard against worse.
+    assert rates["covers"] >= 0.85
 
 
-def _noise(rng, person, labels, pool):
-    """Each person's look persists: 60% of every epoch's guesses are that person's own name
-    from `pool(person)`, the rest uniform over `pool`."""
-    own = pool(rng, person.max() + 1, labels, person)
-    fresh = pool(rng, (EPOCHS, len(person)), labels, person)
-    return np.where(rng.random((EPOCHS, len(person))) < 0.6, own[person], fresh)
+def test_a_sweep_winner_chosen_inside_the_cross_fit_is_not_lifted_by_the_choice():
+    """Issue 27 item 3: 20 pure-noise trials x 10 epochs. The winner's own selection-free
+    estimate (only its epoch choice inside) sits above chance; with every (trial, epoch) a
+    candidate chosen on the other half it does not."""
+    from raysys.report.intervals import accuracy, cross_fitted, halves
 
-
-def _uniform(rng, shape, labels, person):
-    return rng.integers(0, K, shape)
-
-
-def _rate(make, balanced=True, strata=None) -> float:
-    rng, claims = np.random.default_rng(0), 0
-    for run in range(RUNS):
-        person, labels = _val(rng)
-        preds = make(rng, person, labels)
-        test = PersonPermutation(preds, labels, person, balanced).test(
-            strata=strata, permutations=PERMS, seed=run)
-        claims += test["p"] <= 0.05
-    return claims / RUNS
-
-
-def test_no_signal_claimed_in_persistent_noise_with_the_epoch_choice_inside():
-    assert _rate(lambda rng, p, y: _noise(rng, p, y, _uniform)) <= LIMIT
-    assert _rate(lambda rng, p, y: _noise(rng, p, y, _uniform), balanced=False) <= LIMIT
-
-
-def test_gender_alone_is_signal_but_not_name_signal_beyond_gender():
-    def gender_only(rng, person, labels):  # a random name of the face's gender
-        return 2 * rng.integers(0, K // 2, (EPOCHS, len(person))) + GENDER[labels]
-
-    assert _rate(gender_only, strata=GENDER) <= LIMIT
-    assert _rate(gender_only) >= 0.8  # reading gender beats chance
-
-
-def test_an_effect_that_doubles_chance_is_found():
-    """Each image right with probability 1/K more than chance (balanced accuracy ~2/K)."""
-    def doubled(rng, person, labels):
-        noise = rng.integers(0, K, (EPOCHS, len(person)))
-        return np.where(rng.random((EPOCHS, len(person))) < 1 / K, labels, noise)
-
-    assert _rate(doubled) >= 0.8
+    rng = np.random.default_rng(1)
+    own, inside = [], []
+    for _ in range(6):
+        person = np.repeat(np.arange(300), 3)
+        labels = rng.integers(0, K, 300)[person]
+        trials = rng.integers(0, K, (20, 10, len(person)))
+        sides = halves(person, labels, 0, n_splits=4)
+        per_trial = [cross_fitted(t, labels, np.ones(10, bool), sides, True) for t in trials]
+        best = max(range(20), key=lambda i: max(accuracy(labels, p, True) for p in trials[i]))
+        own.append(per_trial[best]["balanced_acc"])
+        stacked = cross_fitted(trials.reshape(200, -1), labels, np.ones(200, bool), sides, True)
+        inside.append(stacked["balanced_acc"])
+    assert np.mean(own) > 1 / K + 0.004  # the trial choice lifts the winner's own figure
+    assert abs(np.mean(inside) - 1 / K) < 0.004

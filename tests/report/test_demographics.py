@@ -72,3 +72,23 @@ def test_names_the_ssa_lacks_entirely_and_a_csv_that_covers_them(tmp_path):
     assert list(d["gender"]) == ["F", "M"] and (d["source"] == "user CSV").all()
     gone = name_demographics(["zzqxa", "david"], str(tmp_path / "gone.csv"))
     assert "gone.csv NOT FOUND" in source_line(gone, str(tmp_path / "gone.csv"))
+
+
+def test_overrides_read_off_the_data_are_flagged_and_unisex_names_listed(tmp_path):
+    """Issue 27: the LFW study set jean's and ariel's birth years from LFW's own bearers (the
+    people it scores). A `basis=data` row is flagged as circular in the source line; rows
+    without a basis column are not. Unisex names are those between 0.2 and 0.8."""
+    from raysys.report.demographics import unisex
+
+    csv = tmp_path / "d.csv"
+    csv.write_text("name,p_female,birth_year,basis\njean,0.05,1934,data\nkim,0.35,1940,\n"
+                   "ann,0.99,1950,survey\n")
+    d = name_demographics(["jean", "kim", "ann"], str(csv))
+    assert list(d["basis"]) == ["data", "", "survey"]
+    line = source_line(d, str(csv))
+    assert "FLAGGED, circular: 1 override(s) read off the data set's own people" in line
+    assert line.endswith("(basis=data): jean")
+    assert unisex(d) == ["kim"] and unisex(d, 0.5) == []
+    plain = tmp_path / "p.csv"
+    plain.write_text("name,p_female,birth_year\njean,0.05,1934\n")
+    assert "FLAGGED" not in source_line(name_demographics(["jean"], str(plain)), str(plain))

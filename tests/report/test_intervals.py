@@ -88,7 +88,7 @@ def test_pure_noise_is_above_chance_selected_on_val_and_at_chance_selection_free
     sides = halves(person, labels, seed=0)
     cf = cross_fitted(preds, labels, np.ones(epochs, bool), sides, balanced=True)
     free = boot.cross_fitted(preds, np.ones(epochs, bool), sides, True, cf)
-    assert selected.lo > 1 / k  # selection alone: "significantly" above chance
+    assert selected.estimate > 1 / k + 0.01  # selection alone lifts the estimate
     for m in ("top1", "balanced_acc"):
         assert free[m].lo <= 1 / k <= free[m].hi, (m, free[m])
     assert free["balanced_acc"].estimate < selected.estimate
@@ -232,7 +232,7 @@ def test_halves_are_seeded_stratified_by_name_and_whole_clusters():
 
 def test_rao_wu_draws_n_minus_one_of_n_people_and_rescales():
     """Per name with n people, n-1 draws each worth n/(n-1) (so a resample keeps the whole
-    between-person variance); a name with one person stays fixed at weight 1."""
+    between-person variance); the names with one person are one pooled stratum."""
     clusters = np.array(list("abcdefg"), dtype=object)
     labels = np.array([0, 0, 0, 1, 1, 2, 3])  # 3, 2, 1, 1 people
     boot = ClusterBootstrap(clusters, labels, n_boot=500, seed=0)
@@ -240,41 +240,36 @@ def test_rao_wu_draws_n_minus_one_of_n_people_and_rescales():
     assert w.shape == (500, 7)
     np.testing.assert_allclose(w[:, :3].sum(axis=1), 3.0)  # 2 draws x 3/2
     np.testing.assert_allclose(w[:, 3:5].sum(axis=1), 2.0)  # 1 draw x 2
-    assert set(np.unique(w[:, :3])) <= {0.0, 1.5, 3.0} and (w[:, 5:] == 1.0).all()
+    assert set(np.unique(w[:, :3])) <= {0.0, 1.5, 3.0}
+    np.testing.assert_allclose(w[:, 5:].sum(axis=1), 2.0)  # names 2, 3 pooled: 1 draw x 2
     assert (w[:, :3] == 0).any(axis=1).all()  # never all three: n-1 draws
     np.testing.assert_allclose(w.mean(axis=0), 1.0, atol=0.1)  # each person's mean weight 1
 
 
-def test_leave_one_out_is_the_accuracy_without_each_person():
-    rng = np.random.default_rng(4)
-    person, labels, preds = _clustered(rng, people=25, k=4)
-    person[:3] = 99  # a person under two names counts their images under each
-    labels[:3] = [0, 1, 1]
-    boot = ClusterBootstrap(person, labels, n_boot=10)
-    ids = np.unique(person)
-    for balanced in (False, True):
-        loo = boot.leave_one_out(preds == labels, balanced)
-        want = [accuracy(labels[person != c], preds[person != c], balanced) for c in ids]
-        np.testing.assert_allclose(loo, want)
-
-
-def test_bca_corrects_a_skewed_statistic_and_reports_its_monte_carlo_error():
-    from raysys.report.intervals import bca
+def test_percentile_endpoints_and_their_monte_carlo_error():
+    from raysys.report.intervals import from_draws
 
     rng = np.random.default_rng(0)
-    draws = rng.exponential(1.0, 20000)  # skewed: median below the mean
-    plain = bca(float(np.median(draws)), draws)
-    assert plain.lo == pytest.approx(np.quantile(draws, 0.025), abs=0.02)  # median: no bias
-    shifted = bca(1.0, draws)  # the estimate at the mean: z0 > 0 moves both ends up
-    assert shifted.lo > plain.lo and shifted.hi > plain.hi
-    tilted = bca(1.0, draws, loo=rng.exponential(1.0, 200))  # skewed jackknife: a != 0
-    assert tilted.hi != shifted.hi
-    assert 0 < plain.mc_se < 0.05
-    assert np.isnan(bca(0.5, np.array([np.nan])).lo)
+    draws = rng.exponential(1.0, 20000)
+    got = from_draws(1.0, draws)
+    np.testing.assert_allclose((got.lo, got.hi), np.quantile(draws, [0.025, 0.975]))
+    assert 0 < got.mc_se < 0.05
+    assert from_draws(1.0, draws[:40]).mc_se == 0.0  # too few draws to batch
+    assert np.isnan(from_draws(0.5, np.array([np.nan])).lo)
+
+
+def test_names_with_one_val_person_are_resampled_together():
+    """A name with a single val person held fixed adds no variance (issue 27: intervals
+    wholly below the truth); pooled, the single-person names vary as a group."""
+    clusters = np.array(list("abcde"), dtype=object)
+    labels = np.array([0, 1, 2, 3, 3])  # names 0-2 have one person each, name 3 two
+    w = np.concatenate(list(ClusterBootstrap(clusters, labels, n_boot=400, seed=0)._weights()))
+    np.testing.assert_allclose(w[:, :3].sum(axis=1), 3.0)  # 2 draws x 3/2 among the three
+    assert (w[:, :3] == 0).any(axis=1).all() and w[:, :3].std(axis=0).min() > 0.5
 
 
 def test_paired_balanced_is_the_difference_of_balanced_accuracies():
-    from raysys.report.intervals import bca
+    from raysys.report.intervals import from_draws
 
     rng = np.random.default_rng(5)
     person, labels, preds = _clustered(rng, people=60, k=4)
@@ -285,9 +280,7 @@ def test_paired_balanced_is_the_difference_of_balanced_accuracies():
         assert got.estimate == pytest.approx(accuracy(labels, preds, balanced)
                                              - accuracy(labels, ref, balanced))
         a, b = boot.draws([preds == labels, ref == labels], balanced)
-        loo = boot.leave_one_out(preds == labels, balanced) - boot.leave_one_out(
-            ref == labels, balanced)
-        assert got == bca(got.estimate, a - b, loo)
+        assert got == from_draws(got.estimate, a - b)
     assert boot.paired(preds, ref, True).lo != boot.paired(preds, ref, False).lo
 
 
@@ -310,10 +303,9 @@ def test_scores_draws_and_edges():
     assert boot.interval(preds, True).estimate == pytest.approx(
         balanced_accuracy_score(labels, preds))
     b = boot.draws([preds == labels], True)[0]
-    from raysys.report.intervals import bca
+    from raysys.report.intervals import from_draws
 
-    assert boot.interval(preds, True) == bca(accuracy(labels, preds, True), b,
-                                             boot.leave_one_out(preds == labels, True))
+    assert boot.interval(preds, True) == from_draws(accuracy(labels, preds, True), b)
     assert (ClusterBootstrap(person, labels, n_boot=250, seed=5).draws([preds == labels], False)
             != boot.draws([preds == labels], False)).any()  # the seed is used
     # the defaults: 10,000 draws, seed 0, and the chunking does not change the draws
@@ -322,3 +314,16 @@ def test_scores_draws_and_edges():
     assert (same.draws([preds == labels], False)
             == ClusterBootstrap(person, labels, n_boot=250, seed=0, chunk=7).draws(
                 [preds == labels], False)).all()
+
+
+def test_a_resample_that_leaves_a_half_empty_still_scores():
+    """Every name with one val person: the pooled stratum's draws can leave all of a half's
+    people undrawn (seen on the demo data: "All-NaN slice encountered" killed the report's
+    inference). That half picks the last epoch and has nothing to be scored on."""
+    person = labels = np.arange(6).repeat(2)
+    preds = np.stack([labels, (labels + 1) % 6, labels])
+    sides = halves(person, labels, 0, n_splits=3)
+    cf = cross_fitted(preds, labels, np.ones(3, bool), sides, True)
+    boot = ClusterBootstrap(person, labels, n_boot=300, seed=0)
+    got = boot.cross_fitted(preds, np.ones(3, bool), sides, True, cf)["balanced_acc"]
+    assert got.lo == got.hi == 1.0

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
+from raysys.report.intervals import Interval
 from raysys.sweep.experiments import label_smoothing
 from raysys.sweep.report import render, sweep_criteria, trial_rows
 from raysys.train.rundir import RunWriter
@@ -44,7 +45,8 @@ def test_rows_statuses_criteria_and_winner(tmp_path):
     crit = {c[0]: c for c in sweep_criteria(df, "val/top1", FLOORS)}
     assert crit["top-1 > 5% on 500 names"][3] is None  # 12 names: n/a, not failed
     assert "no trial with 500 names" in crit["top-1 > 5% on 500 names"][1]
-    assert crit["winner beats the best chance guess"][1].endswith("(trial t_done)")
+    assert crit["winner beats the best chance guess"][1].endswith("winner trial t_done")
+    assert crit["winner beats the best chance guess"][3] is None  # 3 trials, no sweep level
     assert crit["no divergence"][1] == "1 of 4 trials diverged" and not crit["no divergence"][3]
     text = render(label_smoothing(12), df, rows, "val/top1", 3, FLOORS)
     assert "Trial `t_done`: val/top1 0.3000 at epoch 3" in text
@@ -76,11 +78,24 @@ def test_subset_trials_are_read_against_their_own_names_and_never_ranked_across_
     crit = {c[0]: c for c in sweep_criteria(df, "val/top1", FLOORS)}
     assert "winner beats the best chance guess" not in crit
     at30 = crit["best at 30 names: balanced accuracy beats the pixel-linear floor"]
-    assert at30[1] == "difference n/a (selection-free, paired)" and at30[3] is None
+    assert at30[1] == ("difference n/a with 2 trials (no sweep-level estimate) "
+                       "(selection-free, paired)") and at30[3] is None
     # Issue 27: t30 won among two trials on the same val: its own claims are not the sweep's
     assert crit["best at 30 names: balanced accuracy beats chance (any name signal)"][3] is None
     assert crit["top-1 > 15% on 30 names"][3] is None
-    assert "selection-free 0.1900 [0.1500, 0.2300]" in crit["top-1 > 15% on 30 names"][1]
+    # the sweep-level estimate (trial chosen inside) decides instead
+    test = {"p": 0.001, "shown": True}
+    level = {30: {"top1": Interval(0.17, 0.16, 0.19, 0.001), "signal": test,
+                  "pixel_diff": Interval(-0.01, -0.03, 0.01), "trials": 2, "candidates": 6,
+                  "draws": 10000, "balanced_acc": Interval(0.1, 0.08, 0.12)}}
+    crit = {c[0]: c for c in sweep_criteria(df, "val/top1", FLOORS, level)}
+    assert crit["top-1 > 15% on 30 names"][3] is True
+    assert "0.1700 [0.1600, 0.1900] (best of 2 trials, chosen inside)" in crit[
+        "top-1 > 15% on 30 names"][1]
+    assert crit["best at 30 names: balanced accuracy beats chance (any name signal)"][3]
+    assert crit["best at 30 names: balanced accuracy beats the pixel-linear floor"][3] is False
+    assert "| 30 | 2 | 6 | 10,000 | 0.1700 [0.1600, 0.1900]" in render(
+        subset(500), df, rows, "val/top1", 3, FLOORS, level)
     # The only trial at 100 names: its own selection-free verdicts are the sweep's.
     at100 = crit["best at 100 names: balanced accuracy beats the pixel-linear floor"]
     assert at100[2] == "0.0300 at 100 names" and at100[3] is True

@@ -62,6 +62,11 @@ def test_asha_sweep_stops_trials_and_records_the_bad_one(ray_local, demo_manifes
     assert f"Trial `{winner}`: val/balanced_acc" in summary
     assert all(t in summary for t in trials["trial_id"])
     assert "1 of 3 trials diverged" in summary and "n/a: no trial with 30 names" in summary
+    # issue 27: the winner's claims choose trial and epoch together inside (selection.py)
+    assert "## Sweep level: trial and epoch chosen together" in summary
+    level = json.loads((tmp_path / "lr_probe" / "inference.json").read_text())
+    (k, got), = level.items()
+    assert got["trials"] >= 2 and 0 <= got["signal"]["p"] <= 1 and "balanced_acc" in got
     # One drawn curve per trial that ran two epochs (a legend swatch alone is ~60 pixels).
     drawn = curve_pixels((tmp_path / "lr_probe" / "curves.png").read_bytes(), len(trials))
     assert sum(n > 300 for n in drawn) >= (trials["epochs"] >= 2).sum(), drawn
