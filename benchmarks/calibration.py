@@ -7,6 +7,10 @@
   model that reads only gender), "beats chance, selection-free" (the cross-fitted interval's
   lower bound), leakage "recognises seen people" (within names, equal recall seen or not), and
   the error analysis' "outside the permutation range" (errors blind to gender, persistent).
+- **The primary endpoint** (within-gender balanced accuracy - gender floor, on a test split
+  scored once): logits that read gender and a persistent per-person look but no name, its
+  paired interval's "above" and its permutation test's "shown" (false positives), the
+  interval's coverage of 0, and both at an effect within gender that doubles chance (power).
 - **Coverage** of the 95% intervals: the person-level Rao-Wu percentile interval of balanced
   accuracy (people of unequal skill, Beta(2, 5): truth 2/7), and the selection-free interval
   of pure noise (truth 1/K).
@@ -29,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from raysys.report.analysis import within_name_gap
-from raysys.report.controls import error_analysis
+from raysys.report.controls import error_analysis, primary_endpoint
 from raysys.report.intervals import ClusterBootstrap, cross_fitted, halves
 from raysys.report.permutation import PersonPermutation
 
@@ -139,6 +143,36 @@ def interval_rates(shape: Shape, runs: int, draws: int, halvings: int, seed: int
     return {key: v / runs for key, v in out.items()}
 
 
+def primary_rates(shape: Shape, runs: int, draws: int, perms: int, seed: int = 0) -> dict:
+    """The primary endpoint's verdicts on logits of a model that reads gender (a large offset
+    on the names of the face's gender) and a per-person look (PERSIST of the variance, fixed
+    across the person's images), with no name (null) or with the true name lifted above the
+    rest for a share 2/K of the images (about twice within-gender chance)."""
+    rng = np.random.default_rng(seed)
+    k, gender = shape.names, GENDER_OF[:shape.names]
+    out = {"primary above: null": 0, "primary shown: null": 0, "primary covers 0": 0,
+           "primary above: 2x chance": 0, "primary shown: 2x chance": 0}
+    for run in range(runs):
+        person, labels = shape.val(rng)
+        look = rng.standard_normal((person.max() + 1, k), np.float32)[person]
+        logits = np.sqrt(PERSIST) * look + np.sqrt(1 - PERSIST) * rng.standard_normal(
+            (len(person), k), np.float32)
+        logits += 5 * (gender[None, :] == gender[labels][:, None])
+        counts = rng.integers(10, 200, k)
+        for effect, hit in (("null", 0.0), ("2x chance", 2 / k)):
+            lifted = logits.copy()
+            on = rng.random(len(labels)) < hit
+            lifted[on, labels[on]] += 10
+            got = primary_endpoint(lifted, labels, lifted.argmax(axis=1), person, gender,
+                                   counts, seed=run, n_boot=draws, permutations=perms)
+            out[f"primary above: {effect}"] += got["verdict"] == "above"
+            out[f"primary shown: {effect}"] += got["beyond"]["p"] <= 0.05
+            if effect == "null":
+                d = got["difference"]
+                out["primary covers 0"] += d.lo <= 0 <= d.hi
+    return {key: v / runs for key, v in out.items()}
+
+
 def run(quick: bool) -> dict:
     plans = [(LFW, {"runs": 200, "perms": 500, "draws": 2000, "halvings": 20})]
     if quick:
@@ -150,6 +184,7 @@ def run(quick: bool) -> dict:
         t = time.time()
         got = permutation_rates(shape, p["runs"], p["perms"])
         got |= interval_rates(shape, p["runs"], p["draws"], p["halvings"])
+        got |= primary_rates(shape, p["runs"], p["draws"], p["perms"])
         results[shape.label] = {"rates": got, "plan": p, "seconds": time.time() - t}
     return results
 
@@ -162,6 +197,12 @@ ROWS = (  # (key, kind, what the rate means)
     ("selection-free beats chance: null", "fpr", "selection-free interval above chance, noise"),
     ("leakage: equal recall", "fpr", "recognises seen people, equal recall seen or unseen"),
     ("errors outside range: blind", "fpr", "errors share gender beyond the range, blind errors"),
+    ("primary above: null", "fpr", "primary endpoint on test above 0 (paired interval), a "
+     "model that reads gender and a per-person look"),
+    ("primary shown: null", "fpr", "primary endpoint's permutation test, the same model"),
+    ("primary above: 2x chance", "power", "primary endpoint above 0, 2x within-gender chance"),
+    ("primary shown: 2x chance", "power", "primary endpoint's permutation test, 2x chance"),
+    ("primary covers 0", "coverage", "primary endpoint's paired 95% interval, null (truth 0)"),
     ("covers", "coverage", "person-level Rao-Wu percentile 95% interval of balanced accuracy"),
     ("selection-free covers", "coverage", "selection-free 95% interval, noise (truth 1/K)"),
 )

@@ -22,6 +22,8 @@ MANIFEST_FLAGS = {
     "--group-by": ("data.group_by", "parent (the image's folder is the identity) | none"),
     "--group-pattern": ("data.group_pattern", "regex on the path; group 1 is the identity"),
     "--val-fraction": ("data.val_fraction", "share of images (or identities) in val"),
+    "--test-fraction": ("data.test_fraction", "share of images (or identities) held out for "
+                                              "test, scored once"),
     "--top-k": ("data.top_k", "keep only the K largest names (0 = all)"),
     "--path-map": ("data.path_map", "OLD=NEW path prefix rewrite, repeatable"),
 }

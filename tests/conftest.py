@@ -98,7 +98,9 @@ def demo_manifest(demo_index, tmp_path_factory) -> Path:
     from raysys.data.manifest import build_manifest, write_manifest
 
     out = tmp_path_factory.mktemp("manifest") / "manifest.parquet"
-    df, report = build_manifest(DataConfig(index_dir=str(demo_index), split_by="group"))
+    # a held-out test split, as the GPU presets have: every Ray test runs its path
+    df, report = build_manifest(DataConfig(index_dir=str(demo_index), split_by="group",
+                                           test_fraction=0.1))
     write_manifest(df, report, str(out))
     return out
 

@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.fs as pafs
 import pytest
@@ -300,6 +301,8 @@ def test_train_joins_fills_its_nodes_and_survives_a_node_killed_mid_epoch(
     val_rows = int((df.split == "val").sum())
     assert val_rows % 2 == 1  # odd, so two workers cannot each score the same half
     assert all(h["val/images"] == val_rows for h in history)
+    # test, scored by both ranks' shares at the best epoch: every test row once
+    assert np.load(out / "test_rows.npy").tolist() == sorted(df.loc[df.split == "test", "row"])
     assert all(len(set(h["rng/fingerprint"])) == 2 for h in history)  # the ranks draw apart
     assert json.loads((out / "config.json").read_text())["run"]["name"] == "2024-06-01"
     reliability_log.append({
@@ -308,7 +311,7 @@ def test_train_joins_fills_its_nodes_and_survives_a_node_killed_mid_epoch(
         "fault": "worker node SIGKILLed mid-epoch (2 workers filling 2 of 3 nodes)", "tries": 1,
         "outcome": f"Ray recorded '{death.split(': ')[1]}'; restarted from the last "
                    "checkpoint on the nodes left and said so; epoch 1 kept as logged, epochs "
-                   "1-2 each logged once, every val image scored once",
+                   "1-2 each logged once, every val and test image scored once",
         "lost": "the interrupted epoch's progress only"})
 
 

@@ -75,7 +75,7 @@ class RunLedger:
         key = (split, epoch)
         self.progressed = time.time()
         self.seen[key] += seen
-        if split == "val":  # val kept encoded is decoded at every evaluation: count a row once
+        if split != "train":  # val kept encoded is decoded at every evaluation: count a row once
             bad = [b for b in bad if b not in self.val_bad]
             self.val_bad.update(bad)
         self.bad[key] += len(bad)

@@ -185,20 +185,32 @@ def stable_fraction(key: str) -> float:
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") / 2**64
 
 
-def assign_groups(sizes: dict[str, int], val_fraction: float) -> set[str]:
-    """One name's identity groups -> the ones that go to val, so that the name's val share of
-    images comes close to val_fraction. A split that hashes each group alone can send a name's
-    one dominant person, and with it nearly all of the name, to val (LFW's "gerhard" kept 1 of
-    111 images for training). Groups are walked in digest order, so the choice is the same on
-    every machine, and a group joins val only when that brings the share closer to the target;
-    a group larger than twice the target stays in train."""
-    target = val_fraction * sum(sizes.values())
-    val, taken = set(), 0
-    for group in sorted(sizes, key=stable_fraction):
+def assign_groups(sizes: dict[str, int], fraction: float, total: int | None = None,
+                  salt: str = "") -> set[str]:
+    """One name's identity groups -> the ones that go to a held-out split (val, test), so that
+    the name's share of images there comes close to `fraction` of `total` (default: all of
+    `sizes`). A split that hashes each group alone can send a name's one dominant person, and
+    with it nearly all of the name, to val (LFW's "gerhard" kept 1 of 111 images for
+    training). Groups are walked in digest order (of salt + group: test and val walk
+    different orders), so the choice is the same on every machine, and a group joins only when
+    that brings the share closer to the target; a group larger than twice the target stays in
+    train."""
+    target = fraction * (sum(sizes.values()) if total is None else total)
+    chosen, taken = set(), 0
+    for group in sorted(sizes, key=lambda g: stable_fraction(salt + g)):
         if abs(taken + sizes[group] - target) < abs(taken - target):
-            val.add(group)
+            chosen.add(group)
             taken += sizes[group]
-    return val
+    return chosen
+
+
+def split_of(key: str, data: DataConfig) -> str:
+    """The per-image split: test below data.test_fraction, val in the next data.val_fraction
+    (with no test split, val is exactly what it was before test existed)."""
+    u = stable_fraction(key)
+    if u < data.test_fraction:
+        return "test"
+    return "val" if u < data.test_fraction + data.val_fraction else "train"
 
 
 def group_of(path: str, group_by: str, pattern: re.Pattern | None) -> str | None:
@@ -232,12 +244,11 @@ def build_manifest(data: DataConfig, processes: int | None = None
             continue
         rel = os.path.relpath(path, index_dir)
         group = group_of(rel, data.group_by, pattern)
-        split = "val" if stable_fraction(rel) < data.val_fraction else "train"
-        records.append((path, name, split, group, w, h, nbytes))
+        records.append((path, name, split_of(rel, data), group, w, h, nbytes))
     df = pd.DataFrame(records, columns=["path", "name", "split", "group", "width", "height",
                                         "bytes"])
     if data.split_by == "group" and not df.empty:
-        df = split_by_group(df, data.val_fraction)
+        df = split_by_group(df, data.val_fraction, data.test_fraction)
     if df.empty:
         raise ManifestError(f"{index_dir}: no usable images (bad inputs: {dict(bad.counts)}); "
                             "check that the index paths point at readable image files, or set "
@@ -261,19 +272,26 @@ def build_manifest(data: DataConfig, processes: int | None = None
     return df, data_report(df, names, bad, index_dir)
 
 
-def split_by_group(df: pd.DataFrame, val_fraction: float) -> pd.DataFrame:
-    """Identity-disjoint split, balanced per name (assign_groups). A person listed under two
+def split_by_group(df: pd.DataFrame, val_fraction: float, test_fraction: float = 0.0
+                   ) -> pd.DataFrame:
+    """Identity-disjoint split, balanced per name (assign_groups): test's people first, then
+    val's from the rest, each near its fraction of the name's images. A person listed under two
     names is placed once, with the name that holds most of their images, so they are on one
     side everywhere; an image without a group (the pattern did not match) keeps its per-image
     split."""
     grouped = df["group"].notna()
     sizes = df[grouped].groupby("group").size()
     owner = df[grouped].groupby("group")["name"].agg(lambda names: names.value_counts().index[0])
-    val = set()
+    test, val = set(), set()
     for _, groups in owner.groupby(owner):
-        val |= assign_groups(sizes[groups.index].to_dict(), val_fraction)
-    in_val = df["group"].isin(val)
-    return df.assign(split=np.where(grouped, np.where(in_val, "val", "train"), df["split"]))
+        name_sizes = sizes[groups.index].to_dict()
+        held = assign_groups(name_sizes, test_fraction, salt="test:")
+        test |= held
+        val |= assign_groups({g: n for g, n in name_sizes.items() if g not in held},
+                             val_fraction, total=sum(name_sizes.values()))
+    side = np.where(df["group"].isin(test), "test",
+                    np.where(df["group"].isin(val), "val", "train"))
+    return df.assign(split=np.where(grouped, side, df["split"]))
 
 
 def order_names(counts: pd.Series) -> list[str]:
@@ -290,6 +308,7 @@ def data_report(df: pd.DataFrame, names: list[str], bad: BadInputs, index_dir: P
         "images": len(df),
         "train": int((df["split"] == "train").sum()),
         "val": int((df["split"] == "val").sum()),
+        "test": int((df["split"] == "test").sum()),
         "largest": [[n, int(sizes[n])] for n in names[:5]],
         "smallest": [[n, int(sizes[n])] for n in names[-5:]],
         "class_size_cv": float(sizes.std(ddof=0) / sizes.mean()),
@@ -321,14 +340,16 @@ def format_report(r: dict) -> str:
     lines = [
         f"index folder : {r['index_dir']}",
         f"names        : {r['names']}",
-        f"images       : {r['images']}  (train {r['train']}, val {r['val']})",
+        f"images       : {r['images']}  (train {r['train']}, val {r['val']}"
+        + (f", test {r['test']}" if r.get("test") else "") + ")",
         "largest      : " + ", ".join(f"{n} {c}" for n, c in r["largest"]),
         "smallest     : " + ", ".join(f"{n} {c}" for n, c in r["smallest"]),
         f"class CV     : {r['class_size_cv']:.3f}  (std/mean of images per name)",
     ]
     if r["names_without_train_images"]:
         lines.append(f"no train imgs: {len(r['names_without_train_images'])} names (all their "
-                     "identities fell in val): " + ", ".join(r["names_without_train_images"][:8])
+                     "identities fell in val or test): "
+                     + ", ".join(r["names_without_train_images"][:8])
                      + "  -> train with data.top_k, or another split")
     bad = r["bad_inputs"]
     lines.append("bad inputs   : " + (", ".join(f"{k} {v['count']}" for k, v in bad.items())

@@ -3,7 +3,8 @@
 A multi-node cluster then reads a few large files from shared or object storage instead of
 435k small ones, and each image decodes from 256 px instead of 512 px.
 
-    OUT/train/part-NNNNN.parquet  OUT/val/part-NNNNN.parquet  OUT/names.json  OUT/pack.json
+    OUT/train/part-NNNNN.parquet  OUT/val/...  OUT/test/... (with a test split)
+    OUT/names.json  OUT/pack.json
 
 Rows are shuffled (seeded) before writing: the manifest is ordered name by name, and shards in
 that order would give training batches of one name each. Row groups are small (128 rows), so
@@ -21,7 +22,7 @@ from PIL import Image
 
 from raysys import storage
 from raysys.data.manifest import SCHEMA, read_manifest
-from raysys.data.source import read_names
+from raysys.data.source import SPLITS, read_names
 from raysys.parallel import map_chunks
 
 PACKED_SCHEMA = SCHEMA.append(pa.field("image", pa.binary()))
@@ -73,10 +74,12 @@ class ShardWriter:
 
 
 def pack(manifest: str, out: str, size: int = 256, shard_mb: int = 128, seed: int = 0) -> dict:
-    """Shuffle the manifest's rows (seeded), re-encode them, and write train/ and val/ shards."""
+    """Shuffle the manifest's rows (seeded), re-encode them, and write a folder of shards per
+    split (train/, val/, and test/ where the manifest has one)."""
     df = read_manifest(manifest)
     df = df.iloc[np.random.default_rng(seed).permutation(len(df))].reset_index(drop=True)
-    writers = {split: ShardWriter(storage.join(out, split), shard_mb) for split in ("train", "val")}
+    writers = {split: ShardWriter(storage.join(out, split), shard_mb) for split in SPLITS
+               if split != "test" or (df["split"] == "test").any()}
     dropped = 0
     encoded = map_chunks(reencode, df["path"].tolist(), size, what="pack")
     # Rows one at a time: a list of 434k row dicts alone held ~0.4 GB in the driver.

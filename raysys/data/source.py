@@ -18,6 +18,9 @@ import pyarrow.parquet as pq
 from raysys import storage
 from raysys.config import DataConfig
 
+# test: held out, never read to choose anything; the chosen model is scored on it once
+SPLITS = ("train", "val", "test")
+
 
 @dataclass
 class Source:
@@ -27,7 +30,7 @@ class Source:
     train_counts: np.ndarray
     packed: bool
     units: dict[str, pa.Table]  # split -> one row per image, or per packed row group
-    images: dict[str, int]  # split -> images
+    images: dict[str, int]  # split -> images (test: 0 without a test split)
 
 
 def is_packed(manifest: str) -> bool:
@@ -63,8 +66,10 @@ def load_source(data: DataConfig) -> Source:
     k = len(names)
     units, images = {}, {}
     if is_packed(manifest):
-        for split in ("train", "val"):
-            units[split] = _row_group_units(storage.join(manifest, split), k)
+        written = storage.read_json(storage.join(manifest, "pack.json"))["shards"]
+        for split in SPLITS:
+            units[split] = (_row_group_units(storage.join(manifest, split), k)
+                            if written.get(split) or split != "test" else _no_units())
             images[split] = int(pc.sum(units[split]["take"]).as_py() or 0)
         train_labels = _packed_labels(units["train"])
         units = {split: t.drop_columns(["labels"]) for split, t in units.items()}
@@ -73,7 +78,7 @@ def load_source(data: DataConfig) -> Source:
         table = pq.read_table(path, filesystem=fs, columns=["row", "path", "label", "split",
                                                             "width", "height"])
         table = table.filter(pc.less(table["label"], k))
-        for split in ("train", "val"):
+        for split in SPLITS:
             units[split] = table.filter(pc.equal(table["split"], split)).drop_columns(["split"])
             images[split] = units[split].num_rows
         train_labels = units["train"]["label"].to_numpy()
@@ -81,8 +86,8 @@ def load_source(data: DataConfig) -> Source:
     if (counts == 0).any():
         empty = [names[i] for i in np.flatnonzero(counts == 0)]
         raise ValueError(f"{len(empty)} names have no train images ({', '.join(empty[:8])}): "
-                         "their whole identity groups fell in val. Train on data.top_k names, "
-                         "or rebuild the manifest with data.split_by=image")
+                         "their whole identity groups fell in val or test. Train on "
+                         "data.top_k names, or rebuild the manifest with data.split_by=image")
     return Source(names, counts, is_packed(manifest), units, images)
 
 
@@ -107,6 +112,13 @@ def _row_group_units(folder: str, k: int) -> pa.Table:
         raise FileNotFoundError(f"{folder}: no .parquet shards; rebuild with `raysys pack`")
     return pa.table({"file": files, "rg": rgs, "take": takes,
                      "labels": pa.array(labels, pa.list_(pa.int64()))})
+
+
+def _no_units() -> pa.Table:
+    """A packed folder without a test split (packed before test existed, or test_fraction 0)."""
+    return pa.table({"file": pa.array([], pa.string()), "rg": pa.array([], pa.int64()),
+                     "take": pa.array([], pa.int64()),
+                     "labels": pa.array([], pa.list_(pa.int64()))})
 
 
 def _packed_labels(units: pa.Table) -> np.ndarray:

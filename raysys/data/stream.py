@@ -240,7 +240,7 @@ def keep_ray_data_actors_here() -> None:
         make()
 
 
-# --- val: decoded once, or kept encoded and decoded per evaluation ---------------------------
+# --- val and test: decoded once, or kept encoded and decoded per evaluation -----------------
 
 # Decoded val above this size is kept encoded instead: 87k val images at 224 px are 13 GB of
 # uint8 per trial, and several trials' val on one node spilled the object store to disk.
@@ -248,10 +248,11 @@ VAL_DECODED_MAX_BYTES = 2**30
 
 
 def val_cache(cfg: Config, source: Source) -> str:
-    """"decoded" or "encoded": data.val_cache, or by size when it is "auto"."""
+    """"decoded" or "encoded" (val and test alike): data.val_cache, or by their size together
+    when it is "auto"."""
     if cfg.data.val_cache != "auto":
         return cfg.data.val_cache
-    decoded = source.images["val"] * 3 * cfg.data.img_size ** 2
+    decoded = (source.images["val"] + source.images["test"]) * 3 * cfg.data.img_size ** 2
     return "decoded" if decoded <= VAL_DECODED_MAX_BYTES else "encoded"
 
 
@@ -282,14 +283,14 @@ def decode_read(rows: dict[str, np.ndarray], **kwargs) -> dict[str, np.ndarray]:
     return DecodeActor(**kwargs).decode({**rows, "bytes": list(rows["bytes"])})
 
 
-def held_val(cfg: Config, source: Source, ledger) -> ray.data.Dataset:
-    """What the object store holds of val for the whole run: its images decoded (uint8 at
-    img_size), or their encoded bytes (val_cache)."""
-    units = source.units["val"]
+def held_val(cfg: Config, source: Source, ledger, split: str = "val") -> ray.data.Dataset:
+    """What the object store holds of val (or test) for the whole run: its images decoded
+    (uint8 at img_size), or their encoded bytes (val_cache)."""
+    units = source.units[split]
     units = units.append_column("epoch", pa.array(np.zeros(units.num_rows, np.int64)))
     n = rows_per_block(cfg, source)
     ds = ray.data.from_arrow([units.slice(i, n) for i in range(0, units.num_rows, n)])
-    kwargs = decode_kwargs(cfg, source, "val", ledger)
+    kwargs = decode_kwargs(cfg, source, split, ledger)
     kwargs.pop("compute")
     read = decode_val if val_cache(cfg, source) == "decoded" else read_val
     ds = ds.map_batches(read, fn_kwargs=kwargs.pop("fn_constructor_kwargs"), **kwargs)
@@ -298,12 +299,13 @@ def held_val(cfg: Config, source: Source, ledger) -> ray.data.Dataset:
     return on_nodes(ds, [n["NodeID"] for n in ray.nodes() if n["Alive"]]).materialize()
 
 
-def val_dataset(cfg: Config, source: Source, ledger) -> ray.data.Dataset:
-    """Val as every evaluation reads it: the held images, or the held bytes decoded again."""
-    held = held_val(cfg, source, ledger)
+def val_dataset(cfg: Config, source: Source, ledger, split: str = "val") -> ray.data.Dataset:
+    """Val (or test) as every evaluation reads it: the held images, or the held bytes decoded
+    again."""
+    held = held_val(cfg, source, ledger, split)
     if val_cache(cfg, source) == "decoded":
         return held
-    kwargs = decode_kwargs(cfg, source, "val", ledger)
+    kwargs = decode_kwargs(cfg, source, split, ledger)
     # Tasks that ask for no CPU, at most one per decode actor: during an evaluation the train
     # stream waits for its consumers, so the decode actors' cores are idle; a whole CPU per
     # task would not be free once workers and actors fill their nodes.
@@ -313,11 +315,11 @@ def val_dataset(cfg: Config, source: Source, ledger) -> ray.data.Dataset:
 
 
 class SplitConfig(ray.train.DataConfig):
-    """How Train's workers get the two streams, configured once the workers are placed:
+    """How Train's workers get the streams, configured once the workers are placed:
 
     - **Train**: equal shards, in order (every rank takes the same steps; reproducible with one
-      worker). **Val**: every row exactly once, shards of unequal size (`equal=True` would drop
-      up to world-1 rows per epoch).
+      worker). **Val** (and **test**): every row exactly once, shards of unequal size
+      (`equal=True` would drop up to world-1 rows per epoch).
     - **Decoded where it is consumed.** Every task and actor of both streams is held to the
       Train workers' nodes (ExecutionOptions.label_selector on Ray's node-id label): decoded
       uint8 images, ~1.5 GB/s per trial at production rates, never cross the network, and the
@@ -355,7 +357,7 @@ class SplitConfig(ray.train.DataConfig):
                 shards[0][name] = ds.iterator()
                 continue
             for shard, it in zip(shards, ds.streaming_split(
-                    world_size, equal=name != "val", locality_hints=worker_node_ids),
+                    world_size, equal=name == "train", locality_hints=worker_node_ids),
                     strict=True):
                 shard[name] = it
         return shards

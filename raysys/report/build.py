@@ -23,7 +23,13 @@ from raysys.data.manifest import read_manifest
 from raysys.data.source import path_manifest
 from raysys.keyed_random import derived_seed
 from raysys.report import analysis, plots
-from raysys.report.controls import error_analysis, stratum_floor, within_chance, within_stratum
+from raysys.report.controls import (
+    error_analysis,
+    primary_endpoint,
+    stratum_floor,
+    within_chance,
+    within_stratum,
+)
 from raysys.report.demographics import (
     UNKNOWN,
     name_demographics,
@@ -147,6 +153,7 @@ def build_report(run_dir: str, figures: bool | None = None, demographics: str | 
             extras |= inference(cfg, run_dir, history, table, arrays, extras["floors"],
                                 group_of)
             extras["inference"]["design"] = extras["design"]
+            extras["inference"]["test"] = on_test(cfg, run_dir, table, group_of)
             storage.write_json(storage.join(run_dir, "inference.json"), inference_json(extras))
             storage.write_text(storage.join(run_dir, "demographics.csv"),
                                extras["inference"]["demographics"]["table"].to_csv(index=False))
@@ -219,6 +226,44 @@ def inference(cfg: Config, run_dir: str, history: list[dict], table: pd.DataFram
             seed=cfg.run.seed) if usable.any() else None
     out |= demographic_controls(cfg, table, arrays, clusters, epochs)
     return {"inference": out}
+
+
+PRIMARY = "within-gender balanced accuracy - gender floor, on test"
+
+
+def on_test(cfg: Config, run_dir: str, table: pd.DataFrame, group_of: dict) -> dict | None:
+    """The held-out test split, scored once by the model val chose (train/loop.py score_test):
+    nothing here was selected on it, so its intervals and tests read it directly. The model's
+    accuracy, a person-level permutation test of any name signal, and the primary endpoint
+    (PRIMARY): on the names with demographics, balanced accuracy with the model's argmax
+    restricted to the true name's gender, minus the gender floor (every predictor that reads
+    gender alone scores the floor in balanced accuracy), with its paired interval, its
+    permutation test (names dealt among each gender's people) and its power. None without a
+    test split."""
+    if not storage.exists(storage.join(run_dir, "test_predictions.npy")):
+        return None
+    labels, preds, rows, logits = (load_npy(run_dir, f"test_{n}") for n in
+                                   ("true_labels", "predictions", "rows", "logits"))
+    if not len(labels):
+        return None
+    seed, clusters = cfg.run.seed, clusters_of(rows, group_of)
+    boot = ClusterBootstrap(clusters, labels, seed=seed)
+    out: dict = {"images": len(labels), "people": int(len(np.unique(clusters))),
+                 "names": int(len(np.unique(labels))),
+                 "model": {m: boot.interval(preds, b) for m, b in METRICS},
+                 "signal": PersonPermutation(preds[None], labels, clusters, True).test(seed=seed),
+                 "primary": {"endpoint": PRIMARY}}
+    demo = name_demographics(table["name"].tolist(), cfg.data.demographics)
+    on = (demo["source"] != UNKNOWN).to_numpy()[labels]
+    if not on.any():
+        out["primary"]["missing"] = "no test image's name has demographics"
+        return out
+    y = labels[on]
+    got = primary_endpoint(logits[on], y, preds[on], clusters[on], strata(demo, "gender"),
+                           table["train_count"].to_numpy(), seed)
+    per_name = pd.Series(clusters[on]).groupby(y).nunique()
+    out["primary"] |= {"images": int(on.sum()), **got, "power": power(got["sd"], per_name)}
+    return out
 
 
 def by_epoch_matrix(run_dir: str, history: list[dict], rows: np.ndarray

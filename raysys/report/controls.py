@@ -11,6 +11,9 @@ A stratum is a set of names sharing a (name-implied) gender, or gender x generat
 - **within-stratum accuracy**: the model's argmax restricted to the names of S. A model that
   read only the stratum would score the stratum floor here and no more, so what it scores above
   is name signal beyond gender (and generation): the headline for the team's question.
+- **primary endpoint** (on the held-out test split): within-gender balanced accuracy minus the
+  gender floor. Any predictor that reads gender alone spreads each gender's recall over its
+  names, so its balanced accuracy is the floor's; only name signal beyond gender lifts it.
 - **error analysis**: among wrong predictions, how often the predicted name shares the truth's
   gender, and how far apart their median birth years are, each against the same figure with
   the predictions permuted among the errors (same predicted names, no link to the truth).
@@ -19,6 +22,9 @@ A stratum is a set of names sharing a (name-implied) gender, or gender x generat
 from __future__ import annotations
 
 import numpy as np
+
+from raysys.report.intervals import N_BOOT, ClusterBootstrap, accuracy
+from raysys.report.permutation import N_PERMUTATIONS, PersonPermutation
 
 
 def stratum_floor(labels: np.ndarray, name_strata: np.ndarray, train_counts: np.ndarray
@@ -53,6 +59,27 @@ def within_stratum(logits: np.ndarray, labels: np.ndarray, name_strata: np.ndarr
         own = (name_strata[preds] == name_strata[labels]) & present[preds]
         out = np.where(own, preds, out)
     return out
+
+
+def primary_endpoint(logits: np.ndarray, labels: np.ndarray, preds: np.ndarray,
+                     clusters: np.ndarray, gender: np.ndarray, train_counts: np.ndarray,
+                     seed: int = 0, n_boot: int = N_BOOT,
+                     permutations: int = N_PERMUTATIONS) -> dict:
+    """Within-gender balanced accuracy minus the gender floor (`gender`: a stratum per name),
+    on images scored once (test): the paired person-level interval (its "above" is the
+    verdict), the resampling SD of the difference (for the power), and the permutation test
+    with names dealt among each gender's people."""
+    within = within_stratum(logits, labels, gender, preds=preds)
+    floor = stratum_floor(labels, gender, train_counts)
+    boot = ClusterBootstrap(clusters, labels, n_boot=n_boot, seed=seed)
+    a, b = boot.draws([within == labels, floor == labels], True)
+    difference = boot.interval_of(accuracy(labels, within, True)
+                                  - accuracy(labels, floor, True), a - b, True)
+    return {"within": accuracy(labels, within, True), "floor": accuracy(labels, floor, True),
+            "difference": difference, "verdict": difference.verdict(),
+            "sd": float(np.nanstd(a - b)),
+            "beyond": PersonPermutation(within[None], labels, clusters, True).test(
+                strata=gender, permutations=permutations, seed=seed)}
 
 
 def within_chance(labels: np.ndarray, name_strata: np.ndarray) -> dict[str, float]:

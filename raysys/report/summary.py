@@ -69,6 +69,12 @@ def criteria_rows(k: int, best: dict, diverged: bool, where: str = "",
                  f"difference {pixel} (selection-free, paired 95%)" if pixel else pending,
                  "the pixel floor on the same images", pixel.verdict() == "above"
                  if pixel else None))
+    primary = (inf.get("test") or {}).get("primary", {})
+    if "difference" in primary:
+        d = primary["difference"]
+        rows.append(("name signal beyond gender (the primary endpoint, on test)",
+                     f"{d} (paired 95%); permutation p = {primary['beyond']['p']:.4f}",
+                     "the gender floor on test", d.verdict() == "above"))
     rows.append((f"relative prediction CV < {REL_CV_TARGET}",
                  f"{best['val/rel_pred_cv']:.3f}{at}", "0 = predicted counts match true counts",
                  best["val/rel_pred_cv"] < REL_CV_TARGET))
@@ -127,6 +133,8 @@ def render_summary(history: list[dict], table: pd.DataFrame | None, info: dict,
     lines += ["", "## Success criteria", "",
               *criteria_table(criteria_rows(k, best, bool(last["diverged"]), inf=inf)),
               "", CV_NOTE]
+    if inf and "error" not in inf:
+        lines += held_out_lines(inf.get("test"))
     if extras:
         lines += render_extras(extras, best, k)
     lines += inference_lines(inf, best)
@@ -348,6 +356,37 @@ def inference_lines(inf: dict, best: dict) -> list[str]:
         lines.append(f"- No selection-free estimate: {inf.get('selection_free_missing', '')}; "
                      "no verdict against the floors.")
     return lines + demographic_lines(inf)
+
+
+def held_out_lines(test: dict | None) -> list[str]:
+    """The held-out test split, scored once by the model val chose: the primary endpoint."""
+    lines = ["", "## Held-out test split: the primary endpoint", ""]
+    if not test:
+        return lines + ["No test split (data.test_fraction = 0): the verdicts below read the "
+                        "selection-free estimates on val."]
+    m, sig, pr = test["model"], test["signal"], test["primary"]
+    lines += [f"Scored once, by the model of the epoch val chose; nothing was chosen on it. "
+              f"{test['images']} images of {test['people']} people under {test['names']} "
+              f"names. Top-1 {m['top1']}, balanced accuracy {m['balanced_acc']} (95% "
+              f"person-level intervals). Any name signal: permutation p = {sig['p']:.4f} "
+              f"(names dealt to test's people), "
+              + ("**shown**." if sig["shown"] else "none that can be shown."), ""]
+    if "difference" not in pr:
+        return lines + [f"Primary endpoint ({pr['endpoint']}): not computed, "
+                        f"{pr.get('missing', '')}."]
+    d, beyond, pw = pr["difference"], pr["beyond"], pr["power"]
+    lines += [f"**Primary endpoint: {pr['endpoint']}** ({pr['images']} test images whose name "
+              f"has demographics). Within-gender balanced accuracy {pr['within']:.4f}, gender "
+              f"floor {pr['floor']:.4f}: difference **{d}** (paired 95%, Monte Carlo SE "
+              f"{d.mc_se:.4f}), **{d.verdict()}** the floor. Permutation test (names dealt "
+              f"among each gender's people): p = {beyond['p']:.4f}, name signal beyond gender "
+              + ("**shown**." if beyond["shown"] else "not shown."),
+              f"- Power: the smallest difference this test split detects with 80% power at "
+              f"alpha 0.05 is about {pw['mde']:.4f} (SD {pw['sd']:.4f}, median "
+              f"{pw['median_people_per_name']:g} test people per name); +0.01 would take "
+              f"about {pw['people_for']['0.01']:,} test people per name, +0.02 about "
+              f"{pw['people_for']['0.02']:,}."]
+    return lines
 
 
 def _free_label(name: str) -> str:

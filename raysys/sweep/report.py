@@ -64,8 +64,8 @@ def _own_floor(run_dir: str) -> float:
 def _from_run_report(run_dir: str) -> dict:
     """From the trial's run report (inference.json; nothing before it exists): its
     selection-free balanced accuracy and its paired difference from the pixel floor (estimate,
-    lo, hi, Monte Carlo SE), the permutation tests' p-values (any name signal; beyond gender)
-    and the within-gender accuracy at the selected epoch."""
+    lo, hi, Monte Carlo SE), the permutation tests' p-values (any name signal; beyond gender),
+    the within-gender accuracy at the selected epoch, and the primary endpoint on test."""
     path = storage.join(run_dir, "inference.json")
     if not storage.exists(path):
         return {}
@@ -73,15 +73,20 @@ def _from_run_report(run_dir: str) -> dict:
     if "error" in d:
         return {}
     out = {"demographics_source": d["demographics"]["source"]}
+    primary = (d.get("test") or {}).get("primary", {})
     picks = {"pixel_diff": d.get("vs", {}).get("pixel-linear floor", {}).get("balanced_acc"),
              "free_top1": d.get("selection_free", {}).get("top1"),
-             "free_balanced": d.get("selection_free", {}).get("balanced_acc")}
+             "free_balanced": d.get("selection_free", {}).get("balanced_acc"),
+             "test_primary": primary.get("difference")}
     for key, iv in picks.items():
         if iv:
             out |= {key: iv["estimate"], f"{key}_lo": iv["lo"], f"{key}_hi": iv["hi"],
                     f"{key}_mc": iv.get("mc_se", 0.0)}
     if d.get("signal"):
         out |= {"signal_p": d["signal"]["p"], "signal_shown": d["signal"]["shown"]}
+    if "beyond" in primary:
+        out |= {"test_primary_p": primary["beyond"]["p"],
+                "test_primary_shown": primary["beyond"]["shown"]}
     gender = d.get("gender", {})
     if gender:
         out["gender_floor_balanced"] = gender["floor"]["balanced_acc"]
@@ -277,10 +282,14 @@ def beyond_lines(winners: list[tuple[int, pd.Series]]) -> list[str]:
              "and the error analysis. The p-value is the trial's own permutation test (names "
              "dealt at random among the people of each gender, its epoch choice inside); the "
              "choice of this trial among the others is not inside it, so with several trials "
-             "it is that trial's claim, not the sweep's.", "",
+             "it is that trial's claim, not the sweep's. The last column is the primary "
+             "endpoint: the chosen trial's chosen model scored once on the held-out test split "
+             "(within-gender balanced accuracy - gender floor, paired 95%, and its permutation "
+             "p); neither the trial nor the epoch was chosen on test, so it is the sweep's "
+             "claim.", "",
              "| names | trial | balanced, selected on val | selection-free | within gender "
-             "(selected epoch) | gender floor | name signal beyond gender: p |",
-             "|---|---|---|---|---|---|---|"]
+             "(selected epoch) | gender floor | name signal beyond gender: p | primary "
+             "endpoint, on test |", "|---|---|---|---|---|---|---|---|"]
     for k, w in winners:
         p = w.get("beyond_gender_p", float("nan"))
         lines.append(f"| {k} | `{w['trial_id']}` | {w['balanced_acc']:.4f} | "
@@ -288,8 +297,18 @@ def beyond_lines(winners: list[tuple[int, pd.Series]]) -> list[str]:
                      f"{w.get('within_gender', float('nan')):.4f} | "
                      f"{w.get('gender_floor_balanced', float('nan')):.4f} | "
                      + (f"{p:.4f} ({'shown' if w['beyond_gender_shown'] else 'none shown'})"
-                        if p == p else "n/a") + " |")
+                        if p == p else "n/a") + " | " + test_text(w) + " |")
     return lines + [""]
+
+
+def test_text(w: pd.Series | dict) -> str:
+    """The primary endpoint on test with its verdict, or why there is none."""
+    if w.get("test_primary", float("nan")) != w.get("test_primary", float("nan")):
+        return "no test split"
+    iv = Interval(w["test_primary"], w["test_primary_lo"], w["test_primary_hi"],
+                  w["test_primary_mc"])
+    return (f"{iv} **{iv.verdict()}** the floor; p = {w['test_primary_p']:.4f} "
+            f"({'shown' if w['test_primary_shown'] else 'not shown'})")
 
 
 def write_report(exp, results, sweep_dir: str, *, metric: str, max_t: int, floors: dict

@@ -129,10 +129,12 @@ def run_worker(loop_config: dict) -> None:
                                  "feat": local_feats, "logits": local_logits},
                                 root_only=True)
             labels, preds = val["label"], val["pred_tau0.0"]
+            test = score_test(eval_model, cfg, t, log_prior, device, len(counts)) \
+                if loop_config["test"] else {}
             writer.save_best(eval_model.state_dict(), epoch, {
                 "predictions": preds, "true_labels": labels, "val_rows": val["row"],
-                "confidences": val["conf"], "embeddings": emb["feat"], "logits": emb["logits"]},
-                per_class_table(labels, preds, names, counts))
+                "confidences": val["conf"], "embeddings": emb["feat"], "logits": emb["logits"],
+                **test}, per_class_table(labels, preds, names, counts))
         metrics["best/" + metric] = best
         history.append(metrics | extras)
         writer.save_epoch(history, info | {"status": run_status(history, cfg.optim.epochs,
@@ -152,6 +154,21 @@ def run_worker(loop_config: dict) -> None:
         if tr["diverged"]:
             break
     wandb_run.finish()
+
+
+def score_test(model: torch.nn.Module, cfg: Config, t, log_prior: torch.Tensor,
+               device: torch.device, k: int) -> dict[str, np.ndarray]:
+    """The held-out test split scored by the model of the epoch val just chose, and saved with
+    it: the chosen model's one score on test (the report's primary endpoint). Nothing of it is
+    logged or reported to Ray, so no epoch, trial or recipe can be chosen by it. On rank 0;
+    every rank scores its share."""
+    local = evaluate(model, val_batches(cfg, device, "test"), t.augment, log_prior, t.amp,
+                     device)
+    empty = {"row": np.zeros(0, np.int64), "label": np.zeros(0, np.int64),
+             "pred_tau0.0": np.zeros(0, np.int64), "logits": np.zeros((0, k), np.float16)}
+    got = gather_by_row({key: local.get(key, v) for key, v in empty.items()}, root_only=True)
+    return {"test_predictions": got["pred_tau0.0"], "test_true_labels": got["label"],
+            "test_rows": got["row"], "test_logits": got["logits"]}
 
 
 def epoch_metrics(epoch: int, tr: dict, val: dict[str, np.ndarray], counts: np.ndarray,

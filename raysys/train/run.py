@@ -37,7 +37,7 @@ from raysys.train.watchdog import Watchdog
 # the epochs run.
 REPORT_STACK = ("raysys.report.build", "raysys.model.vit")
 MANIFEST_KEYS = ("index_dir", "split_by", "group_by", "group_pattern", "val_fraction",
-                 "path_map", "max_pixels")
+                 "test_fraction", "path_map", "max_pixels")
 
 
 # --- run folder and manifest ------------------------------------------------------------------
@@ -107,12 +107,14 @@ def build_trainer(cfg: Config, source: Source, ledger, callbacks: list | None = 
             "config": cfg.to_dict(), "names": source.names,
             "train_counts": source.train_counts.tolist(), "ledger": ledger,
             "steps_per_epoch": steps_per_epoch(source.images["train"], cfg.global_batch),
+            "test": source.images["test"] > 0,
             "wandb_dir": None if storage.is_uri(cfg.run.out) else cfg.run.out},
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.run.workers, use_gpu=cfg.run.gpus,
                                                resources_per_worker=resources,
                                                placement_strategy=placement),
         datasets={"train": train_stream(cfg, source, ledger),
-                  "val": val_dataset(cfg, source, ledger)},
+                  **{split: val_dataset(cfg, source, ledger, split) for split in ("val", "test")
+                     if source.images[split]}},
         dataset_config=SplitConfig(in_process=cfg.run.workers == 1 and not cfg.run.gpus),
         run_config=ray.train.RunConfig(
             # A fixed name under the run folder: running the same --out again finds the

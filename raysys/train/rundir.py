@@ -5,9 +5,11 @@ leaves its best model, predictions and summary behind (Tune kills a trial ASHA s
     config.json  best_model.pth  predictions.npy  true_labels.npy  val_rows.npy
     confidences.npy  logits.npy  names.json  results.csv  training_log.json  embeddings.npy
     summary.md  val_predictions_by_epoch.npz
+    test_predictions.npy  test_true_labels.npy  test_rows.npy  test_logits.npy  (a test split)
 
 val_predictions_by_epoch.npz holds every epoch's val argmax (not only the best's): the report's
-selection-free estimate picks the epoch on one half of val and scores it on the other.
+selection-free estimate picks the epoch on one half of val and scores it on the other. The test
+files hold the held-out split scored once by the model val chose (train/loop.py score_test).
 """
 
 from __future__ import annotations
@@ -56,13 +58,14 @@ class RunWriter:
 
     def save_best(self, state_dict: dict, epoch: int, arrays: dict[str, np.ndarray],
                   table: pd.DataFrame) -> None:
-        """The best epoch's model, val predictions and per-name table (results.csv)."""
+        """The best epoch's model, val (and test) predictions and per-name table
+        (results.csv)."""
         # Plain tensors, strings and dicts only: loadable with torch.load(weights_only=True).
         blob = {"state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
                 "names": self.names, "config": self.config, "epoch": epoch}
         storage.write_with(self.path("best_model.pth"), lambda t: torch.save(blob, t))
-        for name in NUMPY_OUTPUTS:
-            storage.write_bytes(self.path(f"{name}.npy"), npy_bytes(arrays[name]))
+        for name, array in arrays.items():
+            storage.write_bytes(self.path(f"{name}.npy"), npy_bytes(array))
         storage.write_json(self.path("names.json"), self.names)
         storage.write_text(self.path("results.csv"), table.to_csv(index=False))
         self.table = table

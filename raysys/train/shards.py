@@ -50,8 +50,8 @@ def train_batches(cfg: Config, shard: ray.data.DataIterator | ray.data.Dataset,
         pin_memory=device.type == "cuda"))
 
 
-def val_batches(cfg: Config, device: torch.device) -> Iterator[dict]:
-    """This rank's share of the val images, each scored once per epoch."""
-    return ray.train.get_dataset_shard("val").iter_torch_batches(
+def val_batches(cfg: Config, device: torch.device, split: str = "val") -> Iterator[dict]:
+    """This rank's share of the val (or test) images, each scored once per pass."""
+    return ray.train.get_dataset_shard(split).iter_torch_batches(
         batch_size=cfg.local_batch, prefetch_batches=cfg.data.prefetch_batches,
         collate_fn=KeyedDraws(cfg.run.seed, train=False), device=device)

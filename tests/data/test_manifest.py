@@ -186,7 +186,8 @@ def test_lfw_manifest(lfw_index, tmp_path):
     assert len(a) == 6616 and a["label"].nunique() == 122
     pd.testing.assert_frame_equal(a, b)
     g = _manifest_in_subprocess(lfw_index, tmp_path / "g" / "m.parquet", 3,
-                                "--split-by", "group", "--group-by", "parent")
+                                "--split-by", "group", "--group-by", "parent",
+                                "--test-fraction", "0")  # the default preset holds out 0.1
     assert (g.groupby("group")["split"].nunique() == 1).all()
     assert g["group"].nunique() == 1851
     report = json.loads((tmp_path / "g" / "data_report.json").read_text())
@@ -234,7 +235,7 @@ def test_format_report_lines():
     r |= {"names_without_train_images": [f"n{i}" for i in range(10)],
           "bad_inputs": {"missing": {"count": 2}, "duplicate": {"count": 1}}}
     lines = format_report(r).splitlines()
-    assert lines[-2] == ("no train imgs: 10 names (all their identities fell in val): "
+    assert lines[-2] == ("no train imgs: 10 names (all their identities fell in val or test): "
                          "n0, n1, n2, n3, n4, n5, n6, n7  -> train with data.top_k, or another "
                          "split")
     assert lines[-1] == "bad inputs   : missing 2, duplicate 1"
@@ -309,6 +310,7 @@ def test_data_report_fields():
     r = data_report(df, names, bad, tmp_index := Path("/idx"))
     sizes = np.array(list(counts.values()), float)
     assert r == {"index_dir": str(tmp_index), "names": 6, "images": 21, "train": 19, "val": 2,
+                 "test": 0,
                  "largest": [["al", 6], ["bo", 5], ["cy", 4], ["di", 3], ["ed", 2]],
                  "smallest": [["bo", 5], ["cy", 4], ["di", 3], ["ed", 2], ["fy", 1]],
                  "class_size_cv": pytest.approx(sizes.std() / sizes.mean()),
@@ -423,3 +425,47 @@ def test_path_map_entries_split_at_the_first_equals():
         with pytest.raises(ValueError) as e:
             parse_path_map([item])
         assert str(e.value) == f"path map {item!r}: expected OLD=NEW, e.g. /mnt/old=/data/faces"
+
+
+def test_a_test_split_is_held_out_by_image_and_leaves_val_as_it_was(demo_index):
+    """Per image: test is the lowest data.test_fraction of the digest, val the next
+    val_fraction; with test_fraction 0 the split is exactly what it was before test existed."""
+    before, _ = build_manifest(DataConfig(index_dir=str(demo_index), val_fraction=0.3))
+    rel = [os.path.relpath(p, demo_index) for p in before["path"]]
+    assert before["split"].tolist() == ["val" if stable_fraction(r) < 0.3 else "train"
+                                        for r in rel]
+    df, report = build_manifest(DataConfig(index_dir=str(demo_index), val_fraction=0.3,
+                                           test_fraction=0.1))
+    u = np.array([stable_fraction(os.path.relpath(p, demo_index)) for p in df["path"]])
+    want = np.where(u < 0.1, "test", np.where(u < 0.4, "val", "train"))
+    assert df["split"].tolist() == want.tolist()
+    assert report["test"] == int((want == "test").sum()) > 0
+    assert "test " in format_report(report)
+
+
+def test_a_test_split_by_group_is_person_disjoint_and_balanced_per_name(tmp_path):
+    """Test takes its people first, then val from the rest: every person on one side, every
+    name near its fractions of images, and val unchanged where test_fraction is 0."""
+    img, idx = tmp_path / "images", tmp_path / "index_files"
+    idx.mkdir()
+    for name in ("ann", "bob", "cat"):
+        paths = []
+        for person in range(20):
+            for i in range(3):
+                _jpeg(img / f"{name}_p{person}" / f"{i}.jpg")
+                paths.append(f"../images/{name}_p{person}/{i}.jpg")
+        (idx / f"index_{name}.json").write_text(json.dumps({"good": paths}))
+    base = DataConfig(index_dir=str(idx), split_by="group", val_fraction=0.2)
+    before, _ = build_manifest(base)
+    df, _ = build_manifest(DataConfig(**{**base.__dict__, "test_fraction": 0.2}))
+    assert df.groupby("group")["split"].nunique().max() == 1  # a person on one side
+    shares = df.groupby("name")["split"].value_counts(normalize=True).unstack()
+    assert ((shares["test"] - 0.2).abs() < 0.03).all(), shares
+    assert ((shares["val"] - 0.2).abs() < 0.03).all(), shares
+    # test and val walk different digest orders, so test does not take val's people
+    assert set(before.loc[before["split"] == "val", "group"]) != set(
+        df.loc[df["split"] == "test", "group"])
+    with pytest.raises(Exception, match="test_fraction"):
+        from raysys.config import Config, validate
+
+        validate(Config.from_dict({"data": {"val_fraction": 0.6, "test_fraction": 0.4}}))

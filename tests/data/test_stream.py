@@ -137,6 +137,16 @@ def test_packed_shards_mix_names_and_resume_in_the_same_order(ray_local, demo_ma
     info = pack(str(demo_manifest), str(tmp_path / "packed"), size=40, shard_mb=1)
     n = len(read_manifest(str(demo_manifest)))
     assert info["images"] == n and info["shards"]["train"] and info["shards"]["val"]
+    df = read_manifest(str(demo_manifest))
+    packed = load_source(load_config("micro", sets=[f"data.manifest={tmp_path / 'packed'}"]).data)
+    assert packed.images == {s: int((df.split == s).sum()) for s in ("train", "val", "test")}
+    # a folder packed before test existed (or without a test split) has none
+    old = json.loads((tmp_path / "packed" / "pack.json").read_text())
+    old["shards"].pop("test")
+    (tmp_path / "packed" / "pack.json").write_text(json.dumps(old))
+    assert load_source(load_config("micro", sets=[
+        f"data.manifest={tmp_path / 'packed'}"]).data).images["test"] == 0
+    (tmp_path / "packed" / "pack.json").write_text(json.dumps(info))
     diversity, orders = {}, {}
     for name, manifest, start in (("paths", demo_manifest, 1),
                                   ("packed", tmp_path / "packed", 1),

@@ -280,7 +280,7 @@ def test_paired_balanced_is_the_difference_of_balanced_accuracies():
         assert got.estimate == pytest.approx(accuracy(labels, preds, balanced)
                                              - accuracy(labels, ref, balanced))
         a, b = boot.draws([preds == labels, ref == labels], balanced)
-        assert got == from_draws(got.estimate, a - b)
+        assert got == from_draws(got.estimate, a - b, boot.df(balanced))
     assert boot.paired(preds, ref, True).lo != boot.paired(preds, ref, False).lo
 
 
@@ -305,7 +305,8 @@ def test_scores_draws_and_edges():
     b = boot.draws([preds == labels], True)[0]
     from raysys.report.intervals import from_draws
 
-    assert boot.interval(preds, True) == from_draws(accuracy(labels, preds, True), b)
+    assert boot.interval(preds, True) == from_draws(accuracy(labels, preds, True), b,
+                                                    boot.df(True))
     assert (ClusterBootstrap(person, labels, n_boot=250, seed=5).draws([preds == labels], False)
             != boot.draws([preds == labels], False)).any()  # the seed is used
     # the defaults: 10,000 draws, seed 0, and the chunking does not change the draws
@@ -327,3 +328,52 @@ def test_a_resample_that_leaves_a_half_empty_still_scores():
     boot = ClusterBootstrap(person, labels, n_boot=300, seed=0)
     got = boot.cross_fitted(preds, np.ones(3, bool), sides, True, cf)["balanced_acc"]
     assert got.lo == got.hi == 1.0
+
+
+def test_a_pooled_person_counts_as_one_names_recall_as_often_as_drawn():
+    """Names with one val person are pooled; in balanced accuracy a drawn pooled person adds
+    their own recall once per draw (dropping the undrawn names instead kept about a quarter
+    of their variance). With unit weights the score is plain balanced accuracy."""
+    from raysys.report.intervals import _score
+
+    # two names scored normally (recall 1/2 and 1), a pool of two people with recall 1 and 0
+    # drawn as (2, 0): the pool adds 2 x 1 over 2 names' worth
+    num, den = np.array([[1.0, 2.0, 2.0]]), np.array([[2.0, 2.0, 2.0]])
+    assert _score(num, den, pool=True)[0] == pytest.approx((0.5 + 1 + 2) / 4)
+    assert _score(num, den)[0] == pytest.approx((0.5 + 1 + 1) / 3)  # the ratio view
+    # 3 people of names 0-2 alone (recall 1, 0, 1/3), name 3's two people
+    clusters = np.array([0, 1, 2, 2, 2, 3, 4])
+    labels = np.array([0, 1, 2, 2, 2, 3, 3])
+    preds = np.array([0, 9, 2, 9, 9, 3, 9])
+    boot = ClusterBootstrap(clusters, labels, n_boot=2000, seed=1)
+    assert boot.interval(preds, True).estimate == pytest.approx(
+        balanced_accuracy_score(labels, preds))
+    draws = boot.draws([preds == labels], True)[0]
+    # name 3 is one of its two people (Rao-Wu: 1 of 2), recall 1 or 0; the pool is two draws
+    # of the three recalls, each worth 3/2 names: every draw is (name 3 + pool) / 4
+    values = {(a + 1.5 * (b + c)) / 4 for a in (0, 1) for b in (1, 0, 1 / 3)
+              for c in (1, 0, 1 / 3)}
+    assert all(min(abs(d - v) for v in values) < 1e-9 for d in draws)
+    assert np.nanstd(draws) > 0.15
+
+
+def test_degrees_of_freedom_and_the_widening():
+    """Satterthwaite's df: names of few people give few; the widening is t(df)/z."""
+    from scipy import stats
+
+    from raysys.report.intervals import from_draws, widening
+
+    two_each = ClusterBootstrap(np.arange(20), np.repeat(np.arange(10), 2))
+    assert two_each.df(True) == pytest.approx(10.0)  # ten names of 1 df each, alike
+    assert two_each.df(False) == pytest.approx(10.0)
+    many = ClusterBootstrap(np.arange(500), np.repeat(np.arange(5), 100))
+    assert many.df(True) == pytest.approx(5 * 99)
+    # unequal names: the 2-person names carry most of balanced accuracy's variance
+    mixed = ClusterBootstrap(np.arange(104), np.r_[np.zeros(100), [1, 1, 2, 2]].astype(int))
+    assert mixed.df(True) < 3 < 90 < mixed.df(False)
+    assert widening(np.inf) == 1.0
+    assert widening(10) == pytest.approx(stats.t.ppf(0.975, 10) / stats.norm.ppf(0.975))
+    draws = np.random.default_rng(0).normal(0.3, 0.05, 4000)
+    wide, plain = from_draws(0.3, draws, 4.0), from_draws(0.3, draws)
+    assert (wide.hi - 0.3) / (plain.hi - 0.3) == pytest.approx(widening(4.0))
+    assert (0.3 - wide.lo) / (0.3 - plain.lo) == pytest.approx(widening(4.0))

@@ -17,7 +17,8 @@ from tests.conftest import RAY_DATA_ACTORS, micro, ray_leftovers
 
 OUTPUTS = ("config.json", "best_model.pth", "predictions.npy", "true_labels.npy", "val_rows.npy",
            "names.json", "results.csv", "training_log.json", "embeddings.npy", "summary.md",
-           "logits.npy", "val_predictions_by_epoch.npz", "inference.json", "demographics.csv")
+           "logits.npy", "val_predictions_by_epoch.npz", "inference.json", "demographics.csv",
+           "test_predictions.npy", "test_true_labels.npy", "test_rows.npy", "test_logits.npy")
 EXACT = ("train/loss", "val/top1", "val/balanced_acc", "val/rel_pred_cv", "train/lr")
 
 pytestmark = pytest.mark.slow
@@ -77,6 +78,15 @@ def test_learns_with_every_output_and_resumes_exactly(straight_run, ray_local, d
     rows = np.load(run / "val_rows.npy")
     df = read_manifest(str(demo_manifest))
     assert rows.tolist() == sorted(df.loc[df.split == "val", "row"])  # each val row, once
+    # the held-out test split, scored by the best epoch's model, each row once, never logged
+    test_rows = np.load(run / "test_rows.npy")
+    assert test_rows.tolist() == sorted(df.loc[df.split == "test", "row"])
+    assert np.load(run / "test_true_labels.npy").tolist() == \
+        df.set_index("row").loc[test_rows, "label"].tolist()
+    assert np.array_equal(np.load(run / "test_predictions.npy"),
+                          np.load(run / "test_logits.npy").astype(np.float32).argmax(axis=1))
+    assert not any(key.startswith("test") for h in history for key in h)
+    assert json.loads((run / "inference.json").read_text())["test"]["images"] == len(test_rows)
     assert np.load(run / "embeddings.npy").shape == (len(labels), 64)
     table = pd.read_csv(run / "results.csv")
     assert list(table.columns[:6]) == ["name", "precision", "recall", "f1", "support",
@@ -118,5 +128,8 @@ def test_learns_with_every_output_and_resumes_exactly(straight_run, ray_local, d
     np.testing.assert_array_equal(straight["preds"], again["preds"])
     best = np.flatnonzero(straight["epochs"] == r["best_epoch"])[0]
     np.testing.assert_array_equal(straight["preds"][best], preds)
+    # the resumed run's best model scored test as the straight run's did
+    np.testing.assert_array_equal(np.load(out / "test_predictions.npy"),
+                                  np.load(run / "test_predictions.npy"))
     logits = np.load(run / "logits.npy")
     assert logits.dtype == np.float16 and logits.shape == (len(labels), k)
