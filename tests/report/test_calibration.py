@@ -18,9 +18,14 @@ def test_every_verdict_holds_its_false_positive_rate_at_lfw_shape():
         if kind == "fpr":
             assert rates[key] <= 0.05 + 2 * mc(0.05, runs), (what, rates[key])
     assert rates["any: 2x chance"] >= 0.4 and rates["beyond gender: 2x chance"] >= 0.25
-    assert rates["selection-free covers"] >= 0.9
-    # Below the 93% target at this shape (CALIBRATION.md says so): a guard against worse.
-    assert rates["covers"] >= 0.85
+    assert rates["primary shown: 2x chance"] >= 0.4
+    # The intervals cover 93% (the person-level and the primary endpoint's: 94-95% in
+    # CALIBRATION.md), within two Monte Carlo SEs of this run's few resamples.
+    for key in ("covers", "primary covers 0"):
+        assert rates[key] >= 0.93 - 2 * mc(0.93, runs), (key, rates[key])
+    # The selection-free interval covered 91.5% at this shape (CALIBRATION.md, below the
+    # target): a guard against worse.
+    assert rates["selection-free covers"] >= 0.85
 
 
 def test_a_sweep_winner_chosen_inside_the_cross_fit_is_not_lifted_by_the_choice():

@@ -72,7 +72,10 @@ def test_subset_trials_are_read_against_their_own_names_and_never_ranked_across_
     rows[0] |= {"demographics_source": "US SSA (test)", "gender_floor_balanced": 2 / 30,
                 "beyond_gender_p": 0.001, "beyond_gender_shown": True, "within_gender": 0.2,
                 "signal_p": 0.001, "signal_shown": True,
-                "free_top1": 0.19, "free_top1_lo": 0.15, "free_top1_hi": 0.23}
+                "free_top1": 0.19, "free_top1_lo": 0.15, "free_top1_hi": 0.23,
+                # the primary endpoint on the held-out test split, from the trial's report
+                "test_primary": 0.04, "test_primary_lo": 0.01, "test_primary_hi": 0.07,
+                "test_primary_mc": 0.001, "test_primary_p": 0.002, "test_primary_shown": True}
     rows[2] |= {"signal_p": 0.001, "signal_shown": True}
     df = pd.DataFrame(rows)
     crit = {c[0]: c for c in sweep_criteria(df, "val/top1", FLOORS)}
@@ -107,5 +110,6 @@ def test_subset_trials_are_read_against_their_own_names_and_never_ranked_across_
     assert "| 100 | `t100` | 0.0800 | 0.0100 | 0.0600 | 0.0300 |" in text
     # Beyond gender, per K: t30's own permutation test; no data at 100.
     assert "Source: US SSA (test)." in text
-    assert "| 30 | `t30` | 0.1500 | n/a | 0.2000 | 0.0667 | 0.0010 (shown) |" in text
-    assert "| 100 | `t100` | 0.0600 | n/a | nan | nan | n/a |" in text
+    assert ("| 30 | `t30` | 0.1500 | n/a | 0.2000 | 0.0667 | 0.0010 (shown) | 0.0400 [0.0100, "
+            "0.0700] **above** the floor; p = 0.0020 (shown) |") in text
+    assert "| 100 | `t100` | 0.0600 | n/a | nan | nan | n/a | no test split |" in text
