@@ -3,7 +3,7 @@
 
     python benchmarks/lfw_train.py --split image --out /tmp/lfw_image
     python benchmarks/lfw_train.py --split group --out /tmp/lfw_group [--preset lfw_small]
-        [--set optim.epochs=40 ...]
+        [--set optim.epochs=40 ...] [--set data.test_fraction=0.2]   # with a test split
 
 Prints the lines of summary.md a reader compares: top-1 and balanced accuracy against chance,
 the pixel-linear floor and the metadata probe, and the identity-leakage split.
@@ -52,7 +52,10 @@ def main() -> None:
     summary = (Path(a.out) / "summary.md").read_text()
     keep = [line for line in summary.splitlines() if line.startswith(
         ("- best epoch", "- chance", "| chance", "| pixel-linear", "| metadata", "| **this",
-         "| this model", "- val images", "- every val", "- gap", "Name signal"))]
+         "| this model", "- val images", "- every val", "- gap", "Name signal", "Scored once",
+         "**Primary endpoint", "- Power", "- **Any name signal", "- **Power",
+         "- **Name signal beyond", "First names carry", "**Warning"))
+        or "single train person" in line]
     print(f"\nLFW top-{a.top_k}, split by {a.split}, preset {a.preset}: {minutes:.1f} min, "
           f"best epoch {r['best_epoch']}")
     print("\n".join(keep))

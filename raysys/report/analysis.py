@@ -167,13 +167,14 @@ FEW_PEOPLE = 2  # val people per name at or under which a person-level interval 
 def people_per_name(label: np.ndarray, split: np.ndarray, person: np.ndarray, names: list[str]
                     ) -> dict:
     """The design behind every person-level interval: per name, its people (identity clusters;
-    an image without one is its own) and images in train and val; the names with a single
+    an image without one is its own) and images in train, val and test (where there is one:
+    test_people and test_images are then present); the names with a single
     train person; and a warning when most names present in val have at most FEW_PEOPLE val
     people (one person per name gives a zero-width interval) or when every name is a single
     person (the identity is the name's folder, not the person: data.group_by or
     data.group_pattern)."""
     counts, k = {}, len(names)
-    for side in ("train", "val"):
+    for side in ("train", "val", "test") if (split == "test").any() else ("train", "val"):
         on = split == side
         pairs = {(int(lab), p) for lab, p in zip(label[on], person[on], strict=True)}
         counts[f"{side}_people"] = np.bincount([lab for lab, _ in pairs], minlength=k)[:k]

@@ -212,7 +212,8 @@ def design_lines(d: dict | None) -> list[str]:
              *[f"**Warning: {w}.**" for w in d["warnings"]],
              f"- {d['few_val_people']} of {d['names_in_val']} names in val have at most 2 val "
              "people; median people per name: train "
-             f"{np.median(d['train_people']):g}, val {np.median(d['val_people']):g}.",
+             f"{np.median(d['train_people']):g}, val {np.median(d['val_people']):g}"
+             + (f", test {np.median(d['test_people']):g}" if "test_people" in d else "") + ".",
              f"- {len(single)} names have a single train person "
              f"({d['single_train_person_images']} of {d['train_images_total']} train images)"
              + (": " + ", ".join(single[:20]) + (" ..." if len(single) > 20 else "")
@@ -305,7 +306,9 @@ def inference_lines(inf: dict, best: dict) -> list[str]:
     mc = max([iv.mc_se for iv in _intervals(inf)] or [0.0])
     lines = ["", "## Intervals: selected on val, selection-free, and against the floors", "",
              f"95% percentile intervals from {c.get('draws', 1000):,} Rao-Wu resamples of whole "
-             f"people within each name, the names with one val person pooled ({c['people']} "
+             "people within each name, the names with one val person pooled (each drawn one "
+             "counts as a name), widened by t(df)/z for the few people per name "
+             f"({c['people']} "
              f"people; {c['clusters'] - c['people']} val images without a person id count as "
              f"their own cluster; {c['images']} images); "
              f"the endpoints' Monte Carlo SE is at most {mc:.4f}, and a verdict needs its "

@@ -228,3 +228,9 @@ def test_people_per_name_counts_people_and_warns_when_they_are_too_few():
     assert people_per_name(label6, split6, np.arange(16).astype(object), ["a", "b"])[
         "warnings"] == []
     assert people_per_name(label, split, many, names)["few_val_people"] == 2
+    assert "test_people" not in d
+    # a test split is counted beside the others
+    with_test = np.where(person == "p7", "test", split)
+    t = people_per_name(label, with_test, person, names)
+    assert t["test_people"] == [0, 0, 1] and t["test_images"] == [0, 0, 1]
+    assert t["train_people"] == [2, 1, 0]
