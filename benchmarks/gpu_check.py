@@ -9,6 +9,9 @@
   3. a resume on CUDA: the full-path run stops after epoch 1 and is run again; its epochs
      continue (the checkpoint loads to the CPU first, then onto the device).
 
+The full path trains as the preset says (the GPU presets compile); `--set optim.compile=false`
+measures it eager. Figures from an H200: benchmarks/RESULTS.md and benchmarks/gpu/.
+
     python benchmarks/gpu_check.py                      # on the GPU machine
     python benchmarks/gpu_check.py --device cpu --preset vit_base --steps 2 --batch 8
         # the production model's step (ViT-B/16, 500 names) on CPU; no full path, no compile
@@ -25,6 +28,7 @@ import json
 import os
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -99,7 +103,8 @@ def synthetic(preset: str, device: torch.device, steps: int, compile_: bool,
             "loss": stats["train/loss"], "diverged": stats["diverged"]}
 
 
-def full_path(preset: str, gpu: bool, images: int, epochs: int, work: Path) -> dict:
+def full_path(preset: str, gpu: bool, images: int, epochs: int, work: Path,
+              extra: list[str] = ()) -> dict:
     """Ray Data from packed shards of 512 px JPEGs -> TorchTrainer, then a resume."""
     from raysys.data.demo import generate
     from raysys.data.pack import pack
@@ -113,7 +118,8 @@ def full_path(preset: str, gpu: bool, images: int, epochs: int, work: Path) -> d
     pack(manifest, str(work / "packed"), size=256)
     pack_s = time.perf_counter() - t0
     sets = [f"data.manifest={work / 'packed'}", f"optim.epochs={epochs}",
-            f"run.gpus={str(gpu).lower()}", "run.wandb=false", f"run.out={work / 'run'}"]
+            f"run.gpus={str(gpu).lower()}", "run.wandb=false", f"run.out={work / 'run'}",
+            *extra]
     first = fit(load_config(preset, sets=sets + ["run.stop_after=1"]))
     resumed = fit(load_config(preset, sets=sets))
     history = resumed["history"]
@@ -147,6 +153,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--compile", choices=["auto", "yes", "no"], default="auto",
                    help="also measure with torch.compile (auto: on cuda only; on CPU, "
                         "compiling ViT-B takes minutes)")
+    p.add_argument("--set", dest="sets", action="append", default=[],
+                   help="KEY=VALUE for the full path's runs, e.g. optim.compile=true")
     p.add_argument("--out", default="results/gpu_check")
     a = p.parse_args(argv)
     device = torch.device(a.device)
@@ -156,15 +164,38 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     report = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-              "torch": torch.__version__, "preset": a.preset}
-    report["synthetic"] = [synthetic(a.preset, device, a.steps, False, a.batch)]
+              "torch": torch.__version__, "preset": a.preset, "full_path_sets": a.sets}
+    # A lent GPU is rare: each stage's result is written as soon as it exists, and a stage
+    # that fails is recorded (its traceback in the JSON) without losing the others.
+    failed = []
+
+    def stage(key: str, fn, *args):
+        try:
+            value = fn(*args)
+        except Exception:  # noqa: BLE001 - recorded, printed and turned into the exit status
+            value = {"error": traceback.format_exc()}
+            failed.append(key)
+            print(f"{key} failed:\n{value['error']}", flush=True)
+        else:
+            print(f"{key}: {json.dumps(value)}", flush=True)
+        (out / "gpu_check.json").write_text(json.dumps(report | {key: value}, indent=1))
+        return value
+
+    runs = [(False, "synthetic_eager")]
     if a.compile == "yes" or (a.compile == "auto" and device.type == "cuda"):
-        report["synthetic"].append(synthetic(a.preset, device, a.steps, True, a.batch))
+        runs.append((True, "synthetic_compile"))
+    report["synthetic"] = []
+    for compile_, key in runs:
+        result = stage(key, synthetic, a.preset, device, a.steps, compile_, a.batch)
+        if "error" not in result:
+            report["synthetic"].append(result)
     report["full_path"] = None
     if images:
         with tempfile.TemporaryDirectory(prefix="raysys-gpu-check-") as work:
-            report["full_path"] = full_path(a.preset, device.type == "cuda", images,
-                                            a.epochs, Path(work))
+            result = stage("full_path", full_path, a.preset, device.type == "cuda", images,
+                           a.epochs, Path(work), a.sets)
+            report["full_path"] = None if "error" in result else result
+    report["failed"] = failed
     (out / "gpu_check.json").write_text(json.dumps(report, indent=1))
     print(f"device: {report['device']}, torch {report['torch']}, preset {a.preset}")
     print(f"{'measurement':44s} {'img/s':>9s} {'MFU':>6s} {'peak GB':>8s}")
@@ -173,14 +204,17 @@ def main(argv: list[str] | None = None) -> dict:
         mem = f"{s['peak_mem_gb']:.1f}" if s["peak_mem_gb"] else "n/a"
         name = (f"synthetic, batch {s['batch']}, {'torch.compile' if s['compile'] else 'eager'}")
         print(f"{name:44s} {s['img_per_s']:9.1f} {mfu:>6s} {mem:>8s}")
-    print(f"FLOPs per training image (fwd + bwd, {NAMES} names): "
-          f"{report['synthetic'][0]['gflop_per_train_image']:.1f} GFLOP")
+    if report["synthetic"]:
+        print(f"FLOPs per training image (fwd + bwd, {NAMES} names): "
+              f"{report['synthetic'][0]['gflop_per_train_image']:.1f} GFLOP")
     if (f := report["full_path"]) is not None:
         print(f"{'full path (packed JPEG -> Ray Data -> Train)':44s} {f['img_per_s']:9.0f} "
               f"{'':>6s} {f['peak_mem_gb']:8.1f}")
         print(f"data wait: {f['data_wait_frac']:.1%} of train time; resume ok: "
               f"{f['resume']['ok']}")
     print(f"json: {out / 'gpu_check.json'}")
+    if failed:
+        raise SystemExit(f"failed: {', '.join(failed)} (tracebacks above and in the JSON)")
     return report
 
 
