@@ -11,12 +11,16 @@
   scored once): logits that read gender and a persistent per-person look but no name, its
   paired interval's "above" and its permutation test's "shown" (false positives), the
   interval's coverage of 0, and both at an effect within gender that doubles chance (power).
+- **Within gender, selection-free on val**: the argmax within the face's gender that the loop
+  saves every epoch, cross-fitted, minus the gender floor: "above" for a model that reads only
+  gender (false positives), its interval's coverage of 0, and "above" at 2x within-gender
+  chance (power).
 - **Coverage** of the 95% intervals: the person-level Rao-Wu percentile interval of balanced
   accuracy (people of unequal skill, Beta(2, 5): truth 2/7), and the selection-free interval
   of pure noise (truth 1/K).
 - **Power** at an effect that doubles chance (each image right with probability 1/K more).
 
-    python benchmarks/calibration.py            # ~15 min on two cores: benchmarks/CALIBRATION.md
+    python benchmarks/calibration.py            # ~10 min on two cores: benchmarks/CALIBRATION.md
     python benchmarks/calibration.py --quick    # LFW shape, fewer runs (the test's version)
 
 A verdict holds its rate when its false-positive rate is at most 5% plus two Monte Carlo SEs,
@@ -33,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from raysys.report.analysis import within_name_gap
-from raysys.report.controls import error_analysis, primary_endpoint
+from raysys.report.controls import error_analysis, primary_endpoint, stratum_floor
 from raysys.report.intervals import ClusterBootstrap, cross_fitted, halves
 from raysys.report.permutation import PersonPermutation
 
@@ -143,6 +147,33 @@ def interval_rates(shape: Shape, runs: int, draws: int, halvings: int, seed: int
     return {key: v / runs for key, v in out.items()}
 
 
+def within_rates(shape: Shape, runs: int, draws: int, halvings: int, seed: int = 0) -> dict:
+    """Within-gender balanced accuracy minus the gender floor, selection-free on val (the loop's
+    saved argmax within the face's gender, every epoch, cross-fitted): "above" and coverage of
+    0 for a model that reads gender and nothing else (persistent per-person guesses among the
+    face's gender's names: it scores the floor), and "above" at 2x within-gender chance."""
+    rng = np.random.default_rng(seed)
+    k, e, gender = shape.names, shape.epochs, GENDER_OF[:shape.names]
+    out = {"within free above: gender only": 0, "within free covers 0": 0,
+           "within free above: 2x chance": 0}
+    for run in range(runs):
+        person, labels = shape.val(rng)
+        boot = ClusterBootstrap(person, labels, n_boot=draws, seed=run)
+        sides = halves(person, labels, run, n_splits=halvings)
+        floor = stratum_floor(labels, gender, rng.integers(10, 200, k))
+        for effect, hit in (("gender only", 0.0), ("2x chance", 2 / k)):
+            within = persistent(rng, person, labels, k, e, hit, gender_only=True)
+            cf = cross_fitted(within, labels, np.ones(e, bool), sides, True)
+            if cf is None:
+                continue
+            d = boot.cross_fitted(within, np.ones(e, bool), sides, True, cf,
+                                  {"floor": floor})["vs"]["floor"]["balanced_acc"]
+            out[f"within free above: {effect}"] += d.verdict() == "above"
+            if hit == 0.0:
+                out["within free covers 0"] += d.lo <= 0 <= d.hi
+    return {key: v / runs for key, v in out.items()}
+
+
 def primary_rates(shape: Shape, runs: int, draws: int, perms: int, seed: int = 0) -> dict:
     """The primary endpoint's verdicts on logits of a model that reads gender (a large offset
     on the names of the face's gender) and a per-person look (PERSIST of the variance, fixed
@@ -184,6 +215,7 @@ def run(quick: bool) -> dict:
         t = time.time()
         got = permutation_rates(shape, p["runs"], p["perms"])
         got |= interval_rates(shape, p["runs"], p["draws"], p["halvings"])
+        got |= within_rates(shape, p["runs"], p["draws"], p["halvings"])
         got |= primary_rates(shape, p["runs"], p["draws"], p["perms"])
         results[shape.label] = {"rates": got, "plan": p, "seconds": time.time() - t}
     return results
@@ -197,6 +229,12 @@ ROWS = (  # (key, kind, what the rate means)
     ("selection-free beats chance: null", "fpr", "selection-free interval above chance, noise"),
     ("leakage: equal recall", "fpr", "recognises seen people, equal recall seen or unseen"),
     ("errors outside range: blind", "fpr", "errors share gender beyond the range, blind errors"),
+    ("within free above: gender only", "fpr", "within-gender balanced accuracy above the "
+     "gender floor, selection-free on val, a model that reads only gender"),
+    ("within free above: 2x chance", "power", "within-gender above the gender floor, "
+     "selection-free, 2x within-gender chance"),
+    ("within free covers 0", "coverage", "within-gender minus gender floor, selection-free "
+     "95% interval, a model that reads only gender (truth 0)"),
     ("primary above: null", "fpr", "primary endpoint on test above 0 (paired interval), a "
      "model that reads gender and a per-person look"),
     ("primary shown: null", "fpr", "primary endpoint's permutation test, the same model"),

@@ -54,7 +54,7 @@ def main() -> None:
         ("- best epoch", "- chance", "| chance", "| pixel-linear", "| metadata", "| **this",
          "| this model", "- val images", "- every val", "- gap", "Name signal", "Scored once",
          "**Primary endpoint", "- Power", "- **Any name signal", "- **Power",
-         "- **Name signal beyond", "First names carry", "**Warning"))
+         "- **Name signal beyond", "- Within-gender", "First names carry", "**Warning"))
         or "single train person" in line]
     print(f"\nLFW top-{a.top_k}, split by {a.split}, preset {a.preset}: {minutes:.1f} min, "
           f"best epoch {r['best_epoch']}")

@@ -31,7 +31,9 @@ from raysys.report.controls import (
     within_stratum,
 )
 from raysys.report.demographics import (
+    STRATA,
     UNKNOWN,
+    codes,
     name_demographics,
     source_line,
     strata,
@@ -45,6 +47,8 @@ from raysys.report.history import (
     read_by_epoch,
     read_history,
     run_status,
+    strata_key,
+    within_key,
 )
 from raysys.report.intervals import (
     ClusterBootstrap,
@@ -200,7 +204,8 @@ def inference(cfg: Config, run_dir: str, history: list[dict], table: pd.DataFram
     out: dict = {"clusters": {"clusters": boot.c, "people": people, "images": len(labels),
                               "names_under_5": int((per_name < 5).sum()),
                               "names": int(len(per_name)), "draws": boot.n_boot},
-                 "model": {m: boot.interval(preds, b) for m, b in METRICS}}
+                 "model": {m: boot.interval(preds, b) for m, b in METRICS},
+                 "person_disjoint": cfg.data.split_by == "group"}
     # The pixel floor's predictions on the same images; one it could not score is its miss.
     pixel = align_rows(floors["val_rows"], floors["pixel_linear"]["preds"], rows)
     out["pixel_unscored"] = int((pixel < 0).sum())
@@ -210,7 +215,7 @@ def inference(cfg: Config, run_dir: str, history: list[dict], table: pd.DataFram
                                          "them): no verdict can be read")
         out["vs"] = {}
     else:
-        matrix, usable, covers = epochs
+        matrix, usable, covers, _ = epochs
         sides = halves(clusters, labels, cfg.run.seed)
         sf = selection_free(cfg, matrix, usable, labels, sides, boot,
                             {"pixel-linear floor": pixel})
@@ -250,6 +255,9 @@ def on_test(cfg: Config, run_dir: str, table: pd.DataFrame, group_of: dict) -> d
     boot = ClusterBootstrap(clusters, labels, seed=seed)
     out: dict = {"images": len(labels), "people": int(len(np.unique(clusters))),
                  "names": int(len(np.unique(labels))),
+                 # A per-image split puts train's people in test: recognising them would pass
+                 # for name signal, so the summary qualifies every verdict read there.
+                 "person_disjoint": cfg.data.split_by == "group",
                  "model": {m: boot.interval(preds, b) for m, b in METRICS},
                  "signal": PersonPermutation(preds[None], labels, clusters, True).test(seed=seed),
                  "primary": {"endpoint": PRIMARY}}
@@ -267,20 +275,25 @@ def on_test(cfg: Config, run_dir: str, table: pd.DataFrame, group_of: dict) -> d
 
 
 def by_epoch_matrix(run_dir: str, history: list[dict], rows: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray, str] | None:
+                    ) -> tuple[np.ndarray, np.ndarray, str, dict] | None:
     """(every epoch's val predictions aligned to `rows`, -1 where an epoch did not score a
-    row; which epochs a run may select; a line saying which), or None for a run without them."""
+    row; which epochs a run may select; a line saying which; per stratum kind the loop saved,
+    (its strata codes, every epoch's argmax within the true name's stratum, aligned the same)),
+    or None for a run without them."""
     if not storage.exists(storage.join(run_dir, BY_EPOCH)):
         return None
     by_epoch = read_by_epoch(run_dir)
     matrix = align_rows(by_epoch["rows"], by_epoch["preds"], rows)
+    within = {by: (by_epoch[strata_key(by)], align_rows(by_epoch["rows"],
+                                                        by_epoch[within_key(by)], rows))
+              for by in STRATA if within_key(by) in by_epoch}
     # Selectable: logged in the history (a kill can leave one file a step ahead) and finite.
     logged = {h["epoch"] for h in history if not h["diverged"]}
     usable = np.array([int(e) in logged for e in by_epoch["epochs"]])
     covered = by_epoch["epochs"][usable]
     covers = (f"epochs {covered.min()}-{covered.max()} ({len(covered)} of {len(history)} "
               "logged)") if len(covered) else "no epoch"
-    return matrix, usable, covers
+    return matrix, usable, covers, within
 
 
 def selection_free(cfg: Config, matrix: np.ndarray, usable: np.ndarray, labels: np.ndarray,
@@ -328,7 +341,8 @@ def demographic_controls(cfg: Config, table: pd.DataFrame, arrays: dict,
     balanced = cfg.run.metric == "val/balanced_acc"
     out["vs_known"] = {"this model": {m: boot.interval(p, b) for m, b in METRICS}}
     floors = {}
-    for by in ("gender", "gender x generation"):
+    sides = halves(clusters, labels, seed)[:, on] if epochs is not None else None
+    for by in STRATA:
         st = strata(demo, by)
         floors[f"{by} floor"] = floor = stratum_floor(y, st, train_counts)
         control = {"strata": len(np.unique(st[known_names])),
@@ -341,11 +355,12 @@ def demographic_controls(cfg: Config, table: pd.DataFrame, arrays: dict,
             control["beyond"] = PersonPermutation(
                 epochs[0][epochs[1]][:, on], y, clusters[on], balanced).test(strata=st,
                                                                              seed=seed)
+            control["within_free"] = within_free(cfg, epochs, by, st, on, y, sides, boot,
+                                                 floor)
         out[by] = control
     out["soft_gender"] = soft_gender(demo, labels, clusters, epochs, balanced, seed,
                                      out["gender"].get("beyond"))
     if epochs is not None:
-        sides = halves(clusters, labels, seed)[:, on]
         sf = selection_free(cfg, epochs[0][:, on], epochs[1], y, sides, boot, floors)
         if sf is not None:
             out["vs_known_free"] = {"this model": {m: sf[m] for m, _ in METRICS}, **sf["vs"]}
@@ -354,6 +369,29 @@ def demographic_controls(cfg: Config, table: pd.DataFrame, arrays: dict,
                                    demo["birth_year"].to_numpy(float),
                                    derived_seed(seed, ERRORS_STREAM))
     return out
+
+
+def within_free(cfg: Config, epochs: tuple, by: str, name_strata: np.ndarray, on: np.ndarray,
+                labels: np.ndarray, sides: np.ndarray, boot: ClusterBootstrap,
+                floor: np.ndarray) -> dict:
+    """Within-stratum accuracy selection-free: the argmax within the true name's stratum that
+    the loop saved every epoch, cross-fitted as the model's own (each half of val's people
+    scored by the epoch best on the other half by this same accuracy), with its paired
+    difference from the stratum floor, every choice redone in each resample. By gender it is
+    the primary endpoint read on val. {"missing": why} where the run did not save it, or saved
+    it for other strata than the report's (changed demographics)."""
+    saved = epochs[3].get(by)
+    if saved is None:
+        return {"missing": "the run saved no within-stratum predictions by epoch (it predates "
+                           "them)"}
+    if not np.array_equal(saved[0], codes(name_strata)):
+        return {"missing": "the run's strata differ from the report's (its demographics "
+                           "changed since training)"}
+    sf = selection_free(cfg, saved[1][:, on], epochs[1], labels, sides, boot,
+                        {"floor": floor})
+    if sf is None:
+        return {"missing": "no selectable epoch, or val has a single person"}
+    return {m: sf[m] for m, _ in METRICS} | {"vs_floor": sf["vs"]["floor"]}
 
 
 SOFT_CUT = 0.8

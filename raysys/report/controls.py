@@ -42,13 +42,16 @@ def stratum_floor(labels: np.ndarray, name_strata: np.ndarray, train_counts: np.
 
 
 def within_stratum(logits: np.ndarray, labels: np.ndarray, name_strata: np.ndarray,
-                   preds: np.ndarray | None = None) -> np.ndarray:
+                   preds: np.ndarray | None = None, present: np.ndarray | None = None
+                   ) -> np.ndarray:
     """Per image, the argmax of its logits over the names of its true name's stratum that are
-    present in the scored images, as the floor's candidates. Where the model's own prediction
-    (`preds`, from fp32 logits) is already such a name it is the answer: the saved logits are
-    fp16, whose rounding could flip a near-tie."""
-    present = np.zeros(len(name_strata), bool)
-    present[np.unique(labels)] = True
+    present in the scored images (`present`, a mask over names; by default the names of
+    `labels`, as the floor's candidates). Where the model's own prediction (`preds`, from fp32
+    logits) is already such a name it is the answer: the saved logits are fp16, whose rounding
+    could flip a near-tie."""
+    if present is None:
+        present = np.zeros(len(name_strata), bool)
+        present[np.unique(labels)] = True
     out = np.empty(len(labels), np.int64)
     for s in np.unique(name_strata[labels]):
         names = np.flatnonzero((name_strata == s) & present)

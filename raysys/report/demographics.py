@@ -163,6 +163,21 @@ def unisex(demo: pd.DataFrame, cut: float = 0.8) -> list[str]:
     return demo.loc[(np.maximum(p, 1 - p) < cut) & ~np.isnan(p), "name"].tolist()
 
 
+STRATA = ("gender", "gender x generation")
+
+
+def stratum_codes(names: list[str], user_csv: str = "") -> dict[str, np.ndarray]:
+    """Per stratum kind, each name's stratum as an integer code (the sorted order of the
+    strata's labels): what the training loop needs to score within-stratum accuracy every
+    epoch, and what the report checks its own strata against."""
+    demo = name_demographics(names, user_csv)
+    return {by: codes(strata(demo, by)) for by in STRATA}
+
+
+def codes(labels: np.ndarray) -> np.ndarray:
+    return np.unique(labels.astype(str), return_inverse=True)[1].astype(np.int64)
+
+
 def strata(demo: pd.DataFrame, by: str) -> np.ndarray:
     """Per name, its stratum: "gender" (F, M) or "gender x generation" (e.g. F/Boomers).
     Unknown names form one stratum of their own, so every image has one."""

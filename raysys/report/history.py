@@ -1,7 +1,7 @@
 """A run's history (training_log.json: one entry per epoch; val_predictions_by_epoch.npz: every
-epoch's val argmax), and the two things every reader takes from it: the best epoch and how the
-run ended. The loop, `raysys report`, `fit()` and the
-sweep report all ask these functions, so they never disagree."""
+epoch's val argmax, and its argmax within each image's gender and gender x generation), and the
+two things every reader takes from it: the best epoch and how the run ended. The loop,
+`raysys report`, `fit()` and the sweep report all ask these functions, so they never disagree."""
 
 from __future__ import annotations
 
@@ -41,11 +41,28 @@ def run_status(history: list[dict], epochs: int, *, error: object = None,
     return "running" if running else "stopped early"
 
 
-def by_epoch_bytes(epochs: list[int], rows: np.ndarray, preds: np.ndarray) -> bytes:
-    """{epochs (E,), rows (N,), preds (E, N), -1 where an epoch did not score a row}. Not
-    compressed: rank 0 rewrites it every epoch (17 MB at 100 epochs x 87k val images, int16)."""
+def within_key(by: str) -> str:
+    """The by-epoch file's key of the within-stratum argmax: "gender x generation" ->
+    "within_gender_x_generation"."""
+    return "within_" + by.replace(" ", "_")
+
+
+def strata_key(by: str) -> str:
+    """The key of the strata codes that argmax used: "strata_gender", ..."""
+    return "strata_" + by.replace(" ", "_")
+
+
+def by_epoch_bytes(epochs: list[int], rows: np.ndarray, preds: np.ndarray,
+                   within: dict[str, np.ndarray] | None = None,
+                   strata: dict[str, np.ndarray] | None = None) -> bytes:
+    """{epochs (E,), rows (N,), preds (E, N), -1 where an epoch did not score a row; per
+    stratum kind, within_<kind> (E, N), the argmax among the true name's stratum, and
+    strata_<kind> (K,), the codes it used}. Not compressed: rank 0 rewrites it every epoch
+    (17 MB per array at 100 epochs x 87k val images, int16)."""
     buf = io.BytesIO()
-    np.savez(buf, epochs=np.asarray(epochs, np.int64), rows=rows, preds=preds)
+    extra = {within_key(by): w for by, w in (within or {}).items()}
+    extra |= {strata_key(by): c for by, c in (strata or {}).items()}
+    np.savez(buf, epochs=np.asarray(epochs, np.int64), rows=rows, preds=preds, **extra)
     return buf.getvalue()
 
 

@@ -86,7 +86,8 @@ def _from_run_report(run_dir: str) -> dict:
         out |= {"signal_p": d["signal"]["p"], "signal_shown": d["signal"]["shown"]}
     if "beyond" in primary:
         out |= {"test_primary_p": primary["beyond"]["p"],
-                "test_primary_shown": primary["beyond"]["shown"]}
+                "test_primary_shown": primary["beyond"]["shown"],
+                "test_person_disjoint": d["test"].get("person_disjoint", True)}
     gender = d.get("gender", {})
     if gender:
         out["gender_floor_balanced"] = gender["floor"]["balanced_acc"]
@@ -307,6 +308,9 @@ def test_text(w: pd.Series | dict) -> str:
         return "no test split"
     iv = Interval(w["test_primary"], w["test_primary_lo"], w["test_primary_hi"],
                   w["test_primary_mc"])
+    if not w.get("test_person_disjoint", True):  # person recognition would count
+        return (f"{iv}, p = {w['test_primary_p']:.4f}: no verdict (test shares people with "
+                "train: split by image)")
     return (f"{iv} **{iv.verdict()}** the floor; p = {w['test_primary_p']:.4f} "
             f"({'shown' if w['test_primary_shown'] else 'not shown'})")
 

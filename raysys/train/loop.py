@@ -34,7 +34,8 @@ from raysys.model.step import (
     train_one_epoch,
 )
 from raysys.phases import mark, on_first
-from raysys.report.history import run_status
+from raysys.report.controls import within_stratum
+from raysys.report.history import run_status, within_key
 from raysys.train.console import Console
 from raysys.train.rundir import NullWriter, RunWriter
 from raysys.train.shards import train_batches, val_batches
@@ -71,7 +72,11 @@ def run_worker(loop_config: dict) -> None:
     if cfg.run.stop_after:
         last_epoch = min(last_epoch, start_epoch - 1 + cfg.run.stop_after)
 
-    writer = RunWriter(run_dir, cfg.to_dict(), names, start_epoch) if rank == 0 \
+    # Each name's gender and gender x generation (the driver's): every epoch's val argmax
+    # within the true name's stratum is saved, so the report's within-stratum estimates are
+    # selection-free.
+    strata = {by: np.asarray(c, np.int64) for by, c in loop_config["strata"].items()}
+    writer = RunWriter(run_dir, cfg.to_dict(), names, start_epoch, strata) if rank == 0 \
         else NullWriter()
     say = Console(rank, ledger, cfg.run.name)
     wandb_run = start_wandb(cfg, cfg.run.name, loop_config["wandb_dir"], rank)
@@ -105,7 +110,14 @@ def run_worker(loop_config: dict) -> None:
         # Features and logits are gathered only when the epoch is the best so far.
         local_feats = local.pop("feat", np.zeros((0, eval_model.num_features), np.float32))
         local_logits = local.pop("logits", np.zeros((0, len(counts)), np.float16))
-        val = gather_by_row(local or empty_eval(len(counts)))
+        local = local or empty_eval(len(counts))
+        # The candidates within a stratum are the names val holds, as the report's floors'.
+        present = np.zeros(len(counts), bool)
+        present[np.concatenate(all_gather_objects(np.unique(local["label"])))] = True
+        for by, codes in strata.items():
+            local[within_key(by)] = within_stratum(local_logits, local["label"], codes,
+                                                   preds=local["pred_tau0.0"], present=present)
+        val = gather_by_row(local)
         bad = (ray.get(ledger.bad_count.remote("train", epoch)) + val_bad) if rank == 0 \
             else 0
         metrics = epoch_metrics(epoch, tr, val, counts, train_time, time.time() - t0,
@@ -139,7 +151,8 @@ def run_worker(loop_config: dict) -> None:
         history.append(metrics | extras)
         writer.save_epoch(history, info | {"status": run_status(history, cfg.optim.epochs,
                                                                 running=True)},
-                          epoch, val["row"], val["pred_tau0.0"])
+                          epoch, val["row"], val["pred_tau0.0"],
+                          {by: val[within_key(by)] for by in strata})
         wandb_run.log(metrics, step=epoch)
         say(f"epoch {epoch}/{cfg.optim.epochs}  loss {metrics['train/loss']:.4f}  val top-1 "
             f"{metrics['val/top1']:.4f}  bal {metrics['val/balanced_acc']:.4f}  "

@@ -26,6 +26,7 @@ from raysys.data.stream import SplitConfig, train_stream, val_dataset
 from raysys.errors import BadDataError, Interrupted, StallError
 from raysys.parallel import BackgroundImport
 from raysys.phases import mark
+from raysys.report.demographics import stratum_codes
 from raysys.report.history import best_entry, read_history
 from raysys.train.cluster import check_placement, check_shared, run_demand
 from raysys.train.connect import forwarded_env, init_ray
@@ -108,6 +109,10 @@ def build_trainer(cfg: Config, source: Source, ledger, callbacks: list | None = 
             "train_counts": source.train_counts.tolist(), "ledger": ledger,
             "steps_per_epoch": steps_per_epoch(source.images["train"], cfg.global_batch),
             "test": source.images["test"] > 0,
+            # Each name's gender and gender x generation, read here: data.demographics may be
+            # a file on this machine only.
+            "strata": {by: c.tolist() for by, c in stratum_codes(
+                source.names, cfg.data.demographics).items()},
             "wandb_dir": None if storage.is_uri(cfg.run.out) else cfg.run.out},
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.run.workers, use_gpu=cfg.run.gpus,
                                                resources_per_worker=resources,

@@ -7,8 +7,9 @@ leaves its best model, predictions and summary behind (Tune kills a trial ASHA s
     summary.md  val_predictions_by_epoch.npz
     test_predictions.npy  test_true_labels.npy  test_rows.npy  test_logits.npy  (a test split)
 
-val_predictions_by_epoch.npz holds every epoch's val argmax (not only the best's): the report's
-selection-free estimate picks the epoch on one half of val and scores it on the other. The test
+val_predictions_by_epoch.npz holds every epoch's val argmax (not only the best's), and its argmax
+within each image's gender and gender x generation: the report's selection-free estimates pick
+the epoch on one half of val and score it on the other. The test
 files hold the held-out split scored once by the model val chose (train/loop.py score_test).
 """
 
@@ -21,7 +22,13 @@ import pandas as pd
 import torch
 
 from raysys import storage
-from raysys.report.history import BY_EPOCH, align_rows, by_epoch_bytes, read_by_epoch
+from raysys.report.history import (
+    BY_EPOCH,
+    align_rows,
+    by_epoch_bytes,
+    read_by_epoch,
+    within_key,
+)
 from raysys.report.summary import render_summary
 
 NUMPY_OUTPUTS = ("predictions", "true_labels", "val_rows", "confidences", "embeddings",
@@ -37,21 +44,24 @@ def npy_bytes(arr: np.ndarray) -> bytes:
 class RunWriter:
     """Rank 0's writer of the run folder."""
 
-    def __init__(self, run_dir: str, config: dict, names: list[str], start_epoch: int = 1):
+    def __init__(self, run_dir: str, config: dict, names: list[str], start_epoch: int = 1,
+                 strata: dict[str, np.ndarray] | None = None):
         self.dir, self.config, self.names = run_dir, config, names
+        self.strata = strata or {}  # stratum kind -> each name's code (within-stratum argmax)
         storage.makedirs(run_dir)
         self.table: pd.DataFrame | None = None
-        # Every epoch's val argmax, aligned to one rows vector (val is the same rows every
-        # epoch, unless an image failed to decode in one). A resumed run keeps the epochs
-        # before its checkpoint's, and replays the rest.
+        # Every epoch's val predictions (the argmax, and within each stratum kind), aligned to
+        # one rows vector (val is the same rows every epoch, unless an image failed to decode
+        # in one). A resumed run keeps the epochs before its checkpoint's, and replays the rest.
         self.val_rows: np.ndarray | None = None
-        self.by_epoch: dict[int, np.ndarray] = {}
+        self.by_epoch: dict[int, dict[str, np.ndarray]] = {}
         self.dtype = np.int16 if len(names) < 2**15 else np.int32
         if start_epoch > 1 and storage.exists(self.path(BY_EPOCH)):
             old = read_by_epoch(self.dir)
             self.val_rows = old["rows"]
-            self.by_epoch = {int(e): p for e, p in zip(old["epochs"], old["preds"], strict=True)
-                             if e < start_epoch}
+            kinds = ["preds", *(k for k in old if k.startswith("within_"))]
+            self.by_epoch = {int(e): {k: old[k][i] for k in kinds}
+                             for i, e in enumerate(old["epochs"]) if e < start_epoch}
 
     def path(self, name: str) -> str:
         return storage.join(self.dir, name)
@@ -71,24 +81,35 @@ class RunWriter:
         self.table = table
 
     def save_epoch(self, history: list[dict], info: dict, epoch: int, rows: np.ndarray,
-                   preds: np.ndarray) -> None:
-        """training_log.json, the val predictions by epoch and the live summary.md."""
-        self._add_epoch(epoch, rows, preds)
+                   preds: np.ndarray, within: dict[str, np.ndarray] | None = None) -> None:
+        """training_log.json, the val predictions by epoch (`within`: per stratum kind, the
+        argmax among the true name's stratum) and the live summary.md."""
+        self._add_epoch(epoch, rows, {"preds": preds} | {
+            within_key(by): w for by, w in (within or {}).items()})
         epochs = sorted(self.by_epoch)
+        kinds = sorted({k for d in self.by_epoch.values() for k in d} - {"preds"})
+
+        def stacked(kind: str) -> np.ndarray:  # -1: an epoch (before a resume) without it
+            return np.stack([self.by_epoch[e].get(kind, np.full(len(self.val_rows), -1,
+                                                                 self.dtype)) for e in epochs])
+
         storage.write_bytes(self.path(BY_EPOCH), by_epoch_bytes(
-            epochs, self.val_rows, np.stack([self.by_epoch[e] for e in epochs])))
+            epochs, self.val_rows, stacked("preds"),
+            {by: stacked(within_key(by)) for by in self.strata if within_key(by) in kinds},
+            {by: np.asarray(c) for by, c in self.strata.items()}))
         storage.write_json(self.path("training_log.json"), history)
         storage.write_text(self.path("summary.md"), render_summary(history, self.table, info))
 
-    def _add_epoch(self, epoch: int, rows: np.ndarray, preds: np.ndarray) -> None:
+    def _add_epoch(self, epoch: int, rows: np.ndarray, preds: dict[str, np.ndarray]) -> None:
         if self.val_rows is None:
             self.val_rows = rows
         elif not np.array_equal(rows, self.val_rows):  # rare: realign every epoch kept
             union = np.union1d(self.val_rows, rows)
-            self.by_epoch = {e: align_rows(self.val_rows, p, union)
-                             for e, p in self.by_epoch.items()}
+            self.by_epoch = {e: {k: align_rows(self.val_rows, p, union) for k, p in d.items()}
+                             for e, d in self.by_epoch.items()}
             self.val_rows = union
-        self.by_epoch[epoch] = align_rows(rows, np.asarray(preds, self.dtype), self.val_rows)
+        self.by_epoch[epoch] = {k: align_rows(rows, np.asarray(p, self.dtype), self.val_rows)
+                                for k, p in preds.items()}
 
 
 class NullWriter:

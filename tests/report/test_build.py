@@ -12,7 +12,10 @@ SECTIONS = ("## Success criteria", "## Against chance and the floors", "## Ident
             "| this model - gender floor (selection-free, paired) |",
             "**Any name signal**", "**Power**",
             "## Beyond gender and generation", "Source: US SSA baby names",
-            "**Name signal beyond gender**", "## Figures")
+            "**Name signal beyond gender**",
+            "within stratum, selection-free: balanced (95%)",
+            "- Within-gender balanced accuracy minus the gender floor, selection-free",
+            "## Figures")
 FIGURES = ("curves.png", "f1_vs_train_images.png", "prediction_histogram.png",
            "confusion_top20.png", "reliability.png", "accuracy_by_frequency.png",
            "skew_control.png", "embeddings_pca.png", "attention_maps/contact_sheet.png")

@@ -55,6 +55,10 @@ def test_within_stratum_ignores_names_outside_the_true_stratum():
                                   [2, 3, 0])
     # without an image of 2 in val, 2 is no candidate (it could never hit): 0 wins
     np.testing.assert_array_equal(within_stratum(logits[:2], np.array([0, 3]), STRATA), [0, 3])
+    # a worker's share of val: the candidates are the names all of val holds (`present`)
+    present = np.array([True, True, True, True, False])
+    np.testing.assert_array_equal(
+        within_stratum(logits[:2], np.array([0, 3]), STRATA, present=present), [2, 3])
 
 
 def test_the_floor_guesses_only_names_in_the_scored_images():

@@ -29,6 +29,9 @@ def test_a_planted_gender_cue_is_not_reported_as_name_signal_beyond_gender(ray_l
     for by in ("gender", "gender x generation"):
         assert not inf[by]["beyond"]["shown"], (by, inf[by]["beyond"])
     assert not inf["soft_gender"]["beyond"]["shown"]
+    # on val, selection-free: within-gender accuracy from every epoch's saved argmax
+    free = inf["gender"]["within_free"]["vs_floor"]["balanced_acc"]
+    assert not free["lo"] > 2 * free["mc_se"], free  # never "above" the gender floor
     # the held-out test split, scored once by the chosen model: the primary endpoint
     test = inf["test"]
     assert test["people"] >= 60 and 0 < test["signal"]["p"] <= 1
@@ -41,5 +44,7 @@ def test_a_planted_gender_cue_is_not_reported_as_name_signal_beyond_gender(ray_l
     assert "**Name signal beyond gender**" in summary
     line = next(x for x in summary.splitlines() if x.startswith("- **Name signal beyond gender**"))
     assert "none that can be shown" in line
+    assert "- Within-gender balanced accuracy minus the gender floor, selection-free (the " \
+        "primary endpoint, read on val)" in summary
     assert "**Primary endpoint: within-gender balanced accuracy - gender floor, on test**" \
         in summary

@@ -143,6 +143,28 @@ def test_verdicts_read_selection_free_intervals_and_permutation_tests_only():
     assert _row(live, "| balanced accuracy beats chance").endswith("| n/a |")
 
 
+def test_a_split_by_image_warns_before_the_beyond_gender_verdicts():
+    """Val holds train's people: "beyond gender: shown" would be person recognition."""
+    above = Interval(0.05, 0.01, 0.09)
+    inf = _inference(above, p_beyond=0.001, p_signal=0.001)
+    text = render_summary([entry()], None, {"metric": "val/top1"}, {"inference": inf})
+    assert "**Warning: val shares people with train**" not in text
+    inf["person_disjoint"] = False
+    text = render_summary([entry()], None, {"metric": "val/top1"}, {"inference": inf})
+    warning = text.index("**Warning: val shares people with train** (data.split_by=image)")
+    assert warning < text.index("**Name signal beyond gender**: p = 0.0010")
+    g = inf["gender"]
+    g["within_free"] = {"balanced_acc": Interval(0.3, 0.2, 0.4),
+                        "vs_floor": {"balanced_acc": Interval(0.13, 0.03, 0.23)}}
+    text = render_summary([entry()], None, {"metric": "val/top1"}, {"inference": inf})
+    assert "| 0.3000 [0.2000, 0.4000] | 0.0010 |" in _row(text, "| gender | 2 |")
+    assert ("- Within-gender balanced accuracy minus the gender floor, selection-free (the "
+            "primary endpoint, read on val): 0.1300 [0.0300, 0.2300]: **above** 0.") in text
+    g["within_free"] = {"missing": "the run saved no within-stratum predictions by epoch"}
+    text = render_summary([entry()], None, {"metric": "val/top1"}, {"inference": inf})
+    assert "- Within-gender accuracy, selection-free: not computed (the run saved no" in text
+
+
 def test_every_summary_says_where_its_demographic_controls_are():
     live = render_summary([entry()], None, {"metric": "val/top1"})
     assert "## Beyond gender and generation" in live and "`raysys report`" in live

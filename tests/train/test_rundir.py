@@ -83,3 +83,31 @@ def test_an_epoch_with_a_row_the_others_lack_realigns_them(tmp_path):
     np.testing.assert_array_equal(by_epoch["rows"], [1, 2, 3])
     np.testing.assert_array_equal(by_epoch["preds"], [[0, -1, 1], [1, 1, 0]])
     assert by_epoch["preds"].dtype == np.int16
+
+
+def test_within_stratum_predictions_are_saved_every_epoch_and_kept_on_resume(tmp_path):
+    """Each epoch's argmax within the true name's stratum goes beside the argmax, with the
+    strata codes it used; a resume keeps the earlier epochs' and an epoch from before the loop
+    saved them reads -1."""
+    run, rows = str(tmp_path / "run"), np.array([1, 2, 3])
+    strata = {"gender": np.array([0, 1]), "gender x generation": np.array([0, 1])}
+    w = RunWriter(run, {}, ["a", "b"], strata=strata)
+    for e in (1, 2):
+        w.save_epoch([entry(e, k=2)], {}, e, rows, np.full(3, e % 2),
+                     {"gender": np.full(3, e), "gender x generation": np.zeros(3)})
+    got = read_by_epoch(run)
+    np.testing.assert_array_equal(got["within_gender"], [[1, 1, 1], [2, 2, 2]])
+    np.testing.assert_array_equal(got["within_gender_x_generation"], np.zeros((2, 3)))
+    np.testing.assert_array_equal(got["strata_gender"], [0, 1])
+    w = RunWriter(run, {}, ["a", "b"], start_epoch=2, strata=strata)
+    w.save_epoch([entry(2, k=2)], {}, 2, rows, np.ones(3), {"gender": np.full(3, 5),
+                                                             "gender x generation": np.ones(3)})
+    got = read_by_epoch(run)
+    np.testing.assert_array_equal(got["within_gender"], [[1, 1, 1], [5, 5, 5]])
+    old = str(tmp_path / "old")  # written before the loop saved within-stratum predictions
+    RunWriter(old, {}, ["a", "b"]).save_epoch([entry(1, k=2)], {}, 1, rows, np.zeros(3))
+    w = RunWriter(old, {}, ["a", "b"], start_epoch=2, strata=strata)
+    w.save_epoch([entry(2, k=2)], {}, 2, rows, np.ones(3), {"gender": np.ones(3),
+                                                             "gender x generation": np.ones(3)})
+    np.testing.assert_array_equal(read_by_epoch(old)["within_gender"], [[-1, -1, -1],
+                                                                         [1, 1, 1]])
