@@ -22,6 +22,7 @@
 
     python benchmarks/calibration.py            # ~10 min on two cores: benchmarks/CALIBRATION.md
     python benchmarks/calibration.py --quick    # LFW shape, fewer runs (the test's version)
+    python benchmarks/calibration.py --selection-free-runs 1000   # that interval alone, ~3 min
 
 A verdict holds its rate when its false-positive rate is at most 5% plus two Monte Carlo SEs,
 and an interval when it covers at least 93%.
@@ -204,6 +205,26 @@ def primary_rates(shape: Shape, runs: int, draws: int, perms: int, seed: int = 0
     return {key: v / runs for key, v in out.items()}
 
 
+def selection_free_coverage(shape: Shape, runs: int, draws: int = 1000, halvings: int = 20,
+                            seed: int = 123) -> dict:
+    """The selection-free interval of pure noise alone, over many runs (its table row has 200):
+    coverage of 1/K, and how the misses fall (wholly above or wholly below the truth)."""
+    rng = np.random.default_rng(seed)
+    k, e = shape.names, shape.epochs
+    out = {"covers": 0, "above truth": 0, "below truth": 0}
+    for run in range(runs):
+        person, labels = shape.val(rng)
+        boot = ClusterBootstrap(person, labels, n_boot=draws, seed=run + 10_000)
+        noise = persistent(rng, person, labels, k, e)
+        sides = halves(person, labels, run, n_splits=halvings)
+        cf = cross_fitted(noise, labels, np.ones(e, bool), sides, True)
+        free = boot.cross_fitted(noise, np.ones(e, bool), sides, True, cf)["balanced_acc"]
+        out["covers"] += free.lo <= 1 / k <= free.hi
+        out["above truth"] += free.lo > 1 / k
+        out["below truth"] += free.hi < 1 / k
+    return {key: v / runs for key, v in out.items()} | {"runs": runs}
+
+
 def run(quick: bool) -> dict:
     plans = [(LFW, {"runs": 200, "perms": 500, "draws": 2000, "halvings": 20})]
     if quick:
@@ -264,7 +285,17 @@ def main(argv: list[str] | None = None) -> dict:
     a = argparse.ArgumentParser(description=__doc__)
     a.add_argument("--quick", action="store_true")
     a.add_argument("--out", default=str(ROOT / "benchmarks" / "CALIBRATION.md"))
+    a.add_argument("--selection-free-runs", type=int, default=0,
+                   help="only the selection-free interval's coverage at LFW's shape, over this "
+                        "many runs (1,000: ~3 min)")
     args = a.parse_args(argv)
+    if args.selection_free_runs:
+        got = selection_free_coverage(LFW, args.selection_free_runs)
+        print(f"{LFW.label}: selection-free 95% interval of pure noise over {got['runs']} runs: "
+              f"covers {got['covers']:.3f} (MC SE {mc(got['covers'], got['runs']):.3f}), "
+              f"wholly above the truth {got['above truth']:.3f}, wholly below "
+              f"{got['below truth']:.3f}")
+        return got
     results = run(args.quick)
     text = table(results)
     print(text)
