@@ -19,14 +19,11 @@ def test_every_verdict_holds_its_false_positive_rate_at_lfw_shape():
             assert rates[key] <= 0.05 + 2 * mc(0.05, runs), (what, rates[key])
     assert rates["any: 2x chance"] >= 0.4 and rates["beyond gender: 2x chance"] >= 0.25
     assert rates["primary shown: 2x chance"] >= 0.4
-    # The intervals cover 93% (the person-level and the primary endpoint's: 94-95% in
-    # CALIBRATION.md), within two Monte Carlo SEs of this run's few resamples.
-    for key in ("covers", "primary covers 0", "within free covers 0"):
+    # The intervals cover 93% (CALIBRATION.md), within two Monte Carlo SEs of this run's few
+    # resamples. The selection-free one of pure noise covered 89% as a percentile interval
+    # alone (1,000 runs), 99.8% with the score interval (benchmarks/RESULTS.md).
+    for key in ("covers", "primary covers 0", "within free covers 0", "selection-free covers"):
         assert rates[key] >= 0.93 - 2 * mc(0.93, runs), (key, rates[key])
-    # The selection-free interval covers 89% at this shape (1,000 runs: benchmarks/RESULTS.md),
-    # below the target, its misses all below the truth (conservative for the claims read on its
-    # lower bound): a guard against worse.
-    assert rates["selection-free covers"] >= 0.85
 
 
 def test_a_sweep_winner_chosen_inside_the_cross_fit_is_not_lifted_by_the_choice():

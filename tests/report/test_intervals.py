@@ -305,8 +305,11 @@ def test_scores_draws_and_edges():
     b = boot.draws([preds == labels], True)[0]
     from raysys.report.intervals import from_draws
 
-    assert boot.interval(preds, True) == from_draws(accuracy(labels, preds, True), b,
-                                                    boot.df(True))
+    # the percentile interval, widened where the score interval reaches further
+    pct, got = from_draws(accuracy(labels, preds, True), b, boot.df(True)), boot.interval(preds,
+                                                                                       True)
+    assert (got.estimate, got.mc_se) == (pct.estimate, pct.mc_se)
+    assert got.lo <= pct.lo and got.hi >= pct.hi
     assert (ClusterBootstrap(person, labels, n_boot=250, seed=5).draws([preds == labels], False)
             != boot.draws([preds == labels], False)).any()  # the seed is used
     # the defaults: 10,000 draws, seed 0, and the chunking does not change the draws
@@ -327,7 +330,9 @@ def test_a_resample_that_leaves_a_half_empty_still_scores():
     cf = cross_fitted(preds, labels, np.ones(3, bool), sides, True)
     boot = ClusterBootstrap(person, labels, n_boot=300, seed=0)
     got = boot.cross_fitted(preds, np.ones(3, bool), sides, True, cf)["balanced_acc"]
-    assert got.lo == got.hi == 1.0
+    # no NaN; all six people right: the resamples say 1.0, the score interval still
+    # allows misses in people unlike these
+    assert got.estimate == got.hi == 1.0 and 0.0 < got.lo < 1.0
 
 
 def test_a_pooled_person_counts_as_one_names_recall_as_often_as_drawn():
@@ -377,3 +382,33 @@ def test_degrees_of_freedom_and_the_widening():
     wide, plain = from_draws(0.3, draws, 4.0), from_draws(0.3, draws)
     assert (wide.hi - 0.3) / (plain.hi - 0.3) == pytest.approx(widening(4.0))
     assert (0.3 - wide.lo) / (0.3 - plain.lo) == pytest.approx(widening(4.0))
+
+
+def test_effective_images_run_from_people_to_images_with_the_correlation():
+    """Hits independent image by image count as that many images; a person all right or all
+    wrong counts as one image; where nothing shows the correlation, every person counts as
+    one (the most a rate between 0 and 1 allows)."""
+    rng = np.random.default_rng(3)
+    person = np.repeat(np.arange(400), 10)
+    labels = (np.arange(400) % 4)[person]
+    boot = ClusterBootstrap(person, labels, n_boot=10)
+    independent = rng.random(len(person)) < 0.3
+    assert boot.effective_images(independent, False) == pytest.approx(4000, rel=0.15)
+    whole = (rng.random(400) < 0.3)[person]
+    assert boot.effective_images(whole, False) == pytest.approx(400, rel=0.05)
+    assert boot.effective_images(np.zeros(len(person)), False) == pytest.approx(400)
+    # balanced accuracy: each name weighs 1/4, so equal names give the same count
+    assert boot.effective_images(whole, True) == pytest.approx(400, rel=0.05)
+
+
+def test_an_interval_with_no_hit_still_allows_chance():
+    """Nobody of 38 val people (19 names, 2 each) named right: every resample scores 0, so the
+    percentile interval is [0, 0] and would rule out chance (1/19). A model at chance leaves
+    38 people without a hit one time in eight; the score interval's upper bound allows it."""
+    person = np.repeat(np.arange(38), 6)
+    labels = (np.arange(38) // 2)[person]
+    boot = ClusterBootstrap(person, labels, n_boot=500, seed=0)
+    wrong = (labels + 1) % 19
+    for balanced in (False, True):
+        iv = boot.interval(wrong, balanced)
+        assert iv.estimate == iv.lo == 0.0 and iv.hi > 1 / 19
