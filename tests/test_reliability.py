@@ -46,11 +46,14 @@ def test_a_run_that_cannot_place_its_decode_actors_stops_with_a_message(
 
     squatter = Squatter.remote()
     ray_local.get(squatter.ping.remote())
+    # 30 s: on a slow VM the Train worker itself took over 15 s to start (spawn, import torch),
+    # and the watchdog rightly named it, before the decode actors were asked for
+    stall_s = 30
     start = time.time()
     try:
         with pytest.raises(StallError) as stopped:
             fit(micro(demo_manifest, tmp_path / "run", "run.cpus_per_worker=3.5",
-                      "run.stall_timeout_s=15", "run.max_failures=0"))
+                      f"run.stall_timeout_s={stall_s}", "run.max_failures=0"))
     finally:
         ray_local.kill(squatter)
     message = str(stopped.value)
@@ -61,8 +64,9 @@ def test_a_run_that_cannot_place_its_decode_actors_stops_with_a_message(
     reliability_log.append({
         "id": "unplaceable",
         "fault": "decode actors that cannot be placed (CPUs held by another actor)",
-        "tries": 1, "outcome": f"stopped after {time.time() - start:.0f} s (stall timeout 15 s, "
-                               "after the workers started) naming the pending actor and CPUs",
+        "tries": 1, "outcome": f"stopped after {time.time() - start:.0f} s (stall timeout "
+                               f"{stall_s} s, after the workers started) naming the pending "
+                               "actor and CPUs",
         "lost": "-"})
 
 
