@@ -225,12 +225,12 @@ class ClusterBootstrap:
         between 0 and 1), rho = 1: every person all right or all wrong."""
         m = np.bincount(self.inv, minlength=self.c).astype(float)
         name_images = np.bincount(self.name, m, minlength=max(self.k, 1))[self.name]
+        keep = 1 - m / name_images
         rhos = []
         for row in np.atleast_2d(np.asarray(hits, float)):
             y = np.bincount(self.inv, row, minlength=self.c) / m
-            p = (np.bincount(self.name, m * y, minlength=max(self.k, 1))
-                 / np.maximum(np.bincount(self.name, m, minlength=max(self.k, 1)), 1))[self.name]
-            v, keep = p * (1 - p), 1 - m / name_images
+            p = np.bincount(self.name, m * y, minlength=max(self.k, 1))[self.name] / name_images
+            v = p * (1 - p)
             den = np.sum(v * (m - 1) * keep)
             rhos.append(np.clip((np.sum(m * (y - p) ** 2) - np.sum(v * keep)) / den, 0, 1)
                         if den > 0 else 1.0)
@@ -241,20 +241,14 @@ class ClusterBootstrap:
     def accuracy_interval(self, estimate: float, draws: np.ndarray, hits: np.ndarray,
                           balanced: bool) -> Interval:
         """An accuracy's interval: the union of the percentile one (interval_of) and a Wilson
-        score interval at effective_images(hits), with t(df) for z. The union holds where
-        either alone misses. A name's few val people, resampled, cannot show a kind of person
-        they lack: where all of them missed, their recall has no spread, so near chance (a
-        rare person the model happens to name right carries the recall) the percentile
-        interval ends below the truth (89% coverage of pure noise at LFW's shape). The score
-        interval's variance is that of the tested rate, with the person-level correlation
-        pooled over every name, so it sees such people (99%); it leaves out the epoch choice,
-        which the resamples redo."""
+        score interval at effective_images(hits), with t(df) for z (the module docstring says
+        why): the score interval sees rare people a name's few val people lack, the resamples
+        redo the epoch choice."""
         iv = self.interval_of(estimate, draws, balanced)
         if estimate != estimate:
             return iv
         n = self.effective_images(hits, balanced)
-        z = stats.t.ppf((1 + LEVEL) / 2, self.df(balanced)) if np.isfinite(
-            self.df(balanced)) and self.df(balanced) > 0 else stats.norm.ppf((1 + LEVEL) / 2)
+        z = widening(self.df(balanced)) * stats.norm.ppf((1 + LEVEL) / 2)  # t(df)
         centre = (estimate + z * z / (2 * n)) / (1 + z * z / n)
         half = z / (1 + z * z / n) * np.sqrt(estimate * (1 - estimate) / n + z * z / (4 * n * n))
         return Interval(iv.estimate, float(min(iv.lo, centre - half)),
