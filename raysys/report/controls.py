@@ -76,8 +76,8 @@ def primary_endpoint(logits: np.ndarray, labels: np.ndarray, preds: np.ndarray,
     floor = stratum_floor(labels, gender, train_counts)
     boot = ClusterBootstrap(clusters, labels, n_boot=n_boot, seed=seed)
     a, b = boot.draws([within == labels, floor == labels], True)
-    difference = boot.interval_of(accuracy(labels, within, True)
-                                  - accuracy(labels, floor, True), a - b, True)
+    difference = boot.difference(accuracy(labels, within, True), a, within == labels, floor,
+                                 True, b)
     return {"within": accuracy(labels, within, True), "floor": accuracy(labels, floor, True),
             "difference": difference, "verdict": difference.verdict(),
             "sd": float(np.nanstd(a - b)),

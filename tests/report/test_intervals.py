@@ -280,7 +280,8 @@ def test_paired_balanced_is_the_difference_of_balanced_accuracies():
         assert got.estimate == pytest.approx(accuracy(labels, preds, balanced)
                                              - accuracy(labels, ref, balanced))
         a, b = boot.draws([preds == labels, ref == labels], balanced)
-        assert got == from_draws(got.estimate, a - b, boot.df(balanced))
+        pct = from_draws(got.estimate, a - b, boot.df(balanced))
+        assert got.lo <= pct.lo and got.hi >= pct.hi and got.mc_se == pct.mc_se
     assert boot.paired(preds, ref, True).lo != boot.paired(preds, ref, False).lo
 
 
@@ -412,3 +413,33 @@ def test_an_interval_with_no_hit_still_allows_chance():
     for balanced in (False, True):
         iv = boot.interval(wrong, balanced)
         assert iv.estimate == iv.lo == 0.0 and iv.hi > 1 / 19
+
+
+def test_a_no_hit_model_against_a_name_guess_floor_is_not_read_as_a_point():
+    """20 names of 2 val people (10 per gender); nobody is named right within gender, and the
+    gender floor guesses names 0 and 1 for every face of their gender (2/20). Every resample
+    scores the model 0 and the floor 0.1, so the paired percentile interval is [-0.1, -0.1]:
+    it would call a model that reads only gender (0.1 within gender, no hit among 40 people
+    one time in 70) below the floor for sure. The difference takes the model's score interval
+    into MOVER; the floor keeps its exact percentile one (name_guess)."""
+    person = np.repeat(np.arange(40), 6)
+    labels = (np.arange(40) // 2)[person]
+    boot = ClusterBootstrap(person, labels, n_boot=300, seed=0)
+    floor = labels % 2  # names 0 (one gender) and 1 (the other)
+    within = (labels + 2) % 20  # a name of the truth's gender (its parity), never the truth
+    assert boot.name_guess(floor) and not boot.name_guess(np.arange(len(labels)) % 20)
+    a, b = boot.draws([within == labels, floor == labels], True)
+    old = boot.interval_of(-0.1, a - b, True)
+    assert old.lo == old.hi == pytest.approx(-0.1)
+    got = boot.paired(within, floor, True)
+    model = boot.accuracy_interval(0.0, a, within == labels, True)
+    assert got.lo == pytest.approx(-0.1) and got.hi == pytest.approx(-0.1 + model.hi)
+    assert got.hi > old.hi + 0.05
+    # against a reference that reads faces (not a name guess) both sides' score intervals
+    # count: the percentile interval's upper end rules out a gap both could close
+    noisy = np.where(person % 7 == 0, labels, (labels + 1) % 20)
+    assert not boot.name_guess(noisy)
+    a, b = boot.draws([within == labels, noisy == labels], True)
+    pct = boot.interval_of(-accuracy(labels, noisy, True), a - b, True)
+    got = boot.paired(within, noisy, True)
+    assert got.lo <= pct.lo and got.hi > pct.hi + 0.02
