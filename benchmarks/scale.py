@@ -42,7 +42,10 @@ IMAGE_PX = 32
 STAGES = ("manifest (image split)", "manifest (group split)", "pack", "load_source",
           "train stream", "val held", "epoch", "evaluate", "report")
 SLOPE_MAX = 1.15  # the acceptance bound on every stage's log-log slope
-SLOPE_MIN_S = 2.0  # below this at the largest N a stage's time is fixed cost and noise
+# Below this at the largest N a stage's time is fixed cost and noise: at 2 s, pack's 2.5k ->
+# 10k slope in the quick test read 1.16 in one CI run and 0.83 in the next (a 0.3 s hiccup
+# moves a two-point slope over a 4x range by 0.1).
+SLOPE_MIN_S = 4.0
 DRIVER_MAX_GB = 2.0
 SHARD_MB = 8  # ~8k 32-px images per shard: the shard count of 256-px production shards
 GB = 2**30
