@@ -333,8 +333,8 @@ class ClusterBootstrap:
         model whose rare hits its few people lack is not read below the reference. A
         reference that guesses from the name alone (name_guess) keeps its percentile interval:
         its recalls are 0 or 1 by name, not drawn from people, and a score interval would give
-        it spread it does not have (at production's shape that cut the power at 2x chance
-        within gender from 0.54 to 0.02)."""
+        it spread it does not have (over 150 production-shape runs, the power at 2x chance
+        within gender was 0.02 with one, 0.49 without; RESULTS.md)."""
         ref_hits = reference == self.labels
         if reference_draws is None:
             reference_draws = self.draws([ref_hits], balanced)[0]
