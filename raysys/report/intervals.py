@@ -350,12 +350,19 @@ class ClusterBootstrap:
         x, y = draws[both], reference_draws[both]
         r = float(np.corrcoef(x, y)[0, 1]) if len(x) > 1 and x.std() > 0 and y.std() > 0 \
             else 0.0
-        down, up = estimate - a.lo, a.hi - estimate
-        ref_down, ref_up = ref_estimate - b.lo, b.hi - ref_estimate
+        # a name-guess floor's percentile interval may leave out its own estimate (its draws
+        # are 0/1 recalls); a side's distance is never negative
+        down, up = max(estimate - a.lo, 0.0), max(a.hi - estimate, 0.0)
+        ref_down, ref_up = max(ref_estimate - b.lo, 0.0), max(b.hi - ref_estimate, 0.0)
         lo = paired.estimate - np.sqrt(max(down ** 2 + ref_up ** 2 - 2 * r * down * ref_up, 0))
         hi = paired.estimate + np.sqrt(max(up ** 2 + ref_down ** 2 - 2 * r * up * ref_down, 0))
+        # where MOVER's bound is kept, its Monte Carlo error is both sides' (at most their sum
+        # in quadrature when the draws correlate positively, as paired ones do)
+        mc_se = paired.mc_se
+        if lo < paired.lo or hi > paired.hi:
+            mc_se = max(mc_se, float(np.hypot(a.mc_se, b.mc_se)))
         return Interval(paired.estimate, float(min(paired.lo, lo)), float(max(paired.hi, hi)),
-                        paired.mc_se)
+                        mc_se)
 
     def paired(self, preds: np.ndarray, reference: np.ndarray, balanced: bool) -> Interval:
         """The model's accuracy minus a reference's (a floor's predictions on the same

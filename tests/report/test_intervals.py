@@ -443,3 +443,21 @@ def test_a_no_hit_model_against_a_name_guess_floor_is_not_read_as_a_point():
     pct = boot.interval_of(-accuracy(labels, noisy, True), a - b, True)
     got = boot.paired(within, noisy, True)
     assert got.lo <= pct.lo and got.hi > pct.hi + 0.02
+
+
+def test_a_moved_bound_carries_both_sides_monte_carlo_error():
+    """Where MOVER's bound is the one kept, its Monte Carlo error comes from the model's and the
+    floor's intervals, not the paired draws': the verdict's margin (2 x mc_se) is that bound's."""
+    person = np.repeat(np.arange(40), 6)
+    labels = (np.arange(40) // 2)[person]
+    boot = ClusterBootstrap(person, labels, n_boot=300, seed=0)
+    model = np.where(person % 5 == 0, labels, (labels + 1) % 20)
+    floor = np.where(person % 7 == 0, labels, (labels + 1) % 20)
+    a, b = boot.draws([model == labels, floor == labels], True)
+    m_acc, f_acc = accuracy(labels, model, True), accuracy(labels, floor, True)
+    pct = boot.interval_of(m_acc - f_acc, a - b, True)
+    got = boot.paired(model, floor, True)
+    assert got.hi > pct.hi  # MOVER's upper bound is kept
+    sides = np.hypot(boot.accuracy_interval(m_acc, a, model == labels, True).mc_se,
+                     boot.accuracy_interval(f_acc, b, floor == labels, True).mc_se)
+    assert got.mc_se == pytest.approx(max(pct.mc_se, sides)) and got.mc_se > pct.mc_se
